@@ -1,0 +1,1 @@
+"""Small standalone ROS 2 programs that tests start as separate processes."""
