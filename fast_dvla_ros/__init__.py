@@ -9,4 +9,4 @@ of submodules: a colcon install may replace it with rosidl's empty one.
 
 from pkgutil import extend_path
 
-__path__ = extend_path(__path__, __name__)  # noqa: F821 - set by the import system
+__path__ = extend_path(__path__, __name__)

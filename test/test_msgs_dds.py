@@ -47,7 +47,7 @@ def test_action_chunk_round_trip_between_processes() -> None:
     finally:
         rclpy.try_shutdown()
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=15)
+        _out, err = proc.communicate(timeout=15)
 
     assert received, f"no ActionChunk received over DDS; publisher stderr:\n{err}"
     assert proc.returncode == 0, f"publisher did not shut down cleanly (rc={proc.returncode}):\n{err}"
