@@ -1,0 +1,107 @@
+"""Action tokenizer and instruction tokenizer: round trip, clipping, from_stats, serialisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fast_dvla_ros.core.action_space import ActionSpace, ActionTokenizer
+from fast_dvla_ros.core.vocab import (
+    ACTION_OFFSET,
+    MASK_ID,
+    NUM_SPECIAL,
+    PAD_ID,
+    ByteInstructionTokenizer,
+    bins_to_token_ids,
+    token_ids_to_bins,
+    vocab_size,
+)
+
+
+@pytest.fixture
+def tok() -> ActionTokenizer:
+    return ActionTokenizer(ActionSpace.panda_default(), 256)
+
+
+def test_round_trip_within_half_bin_randomized(tok: ActionTokenizer) -> None:
+    rng = np.random.default_rng(1234)
+    lo, hi = np.array(tok.space.low), np.array(tok.space.high)
+    a = rng.uniform(lo, hi, size=(5000, tok.dim))
+    err = np.abs(tok.decode(tok.encode(a)) - a)
+    assert np.all(err <= tok.bin_width / 2 + 1e-12)
+    assert tok.clip_count.sum() == 0
+
+
+def test_edges_and_bin_centres(tok: ActionTokenizer) -> None:
+    lo, hi = np.array(tok.space.low), np.array(tok.space.high)
+    assert np.all(tok.encode(lo) == 0)
+    assert np.all(tok.encode(hi) == 255)  # the top edge belongs to the last bin, not bin 256
+    centres = tok.decode(np.arange(256)[:, None].repeat(tok.dim, 1))
+    assert np.all(tok.encode(centres) == np.arange(256)[:, None])
+
+
+def test_out_of_range_clipped_and_counted_never_wraps(tok: ActionTokenizer) -> None:
+    lo, hi = np.array(tok.space.low), np.array(tok.space.high)
+    bins, report = tok.encode_with_report(np.stack([lo - 10.0, hi + 10.0]))
+    assert np.all(bins[0] == 0) and np.all(bins[1] == 255)
+    assert report.clipped == 2 * tok.dim
+    assert tok.clip_count.sum() == 2 * tok.dim
+    nan_bins = tok.encode(np.full(tok.dim, np.nan))
+    assert np.all(nan_bins == 128)
+
+
+def test_decode_clips_bad_indices(tok: ActionTokenizer) -> None:
+    out = tok.decode(np.array([[-5] * 8, [999] * 8]))
+    assert np.allclose(out[0], tok.decode(np.zeros(8, int)))
+    assert np.allclose(out[1], tok.decode(np.full(8, 255)))
+
+
+def test_from_stats_minmax_and_percentile() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(1000, 3))
+    data[0, 0] = 100.0  # outlier
+    names = ["a", "b", "c"]
+    mm = ActionTokenizer.from_stats(data, names, num_bins=64)
+    assert mm.space.high[0] == pytest.approx(100.0)
+    pc = ActionTokenizer.from_stats(data, names, num_bins=64, method="percentile", percentiles=(1, 99))
+    assert pc.space.high[0] < 5.0
+    err = np.abs(mm.decode(mm.encode(data)) - data)
+    assert np.all(err <= mm.bin_width / 2 + 1e-12)
+    const = ActionTokenizer.from_stats(np.ones((10, 1)), ["k"])
+    assert const.space.high[0] > const.space.low[0]
+    with pytest.raises(ValueError):
+        ActionTokenizer.from_stats(np.full((3, 3), np.nan), names)
+
+
+def test_serialisation_round_trip(tok: ActionTokenizer, tmp_path) -> None:
+    tok.save(tmp_path / "t.json")
+    back = ActionTokenizer.load(tmp_path / "t.json")
+    assert back.space == tok.space and back.num_bins == tok.num_bins
+
+
+def test_invalid_space_rejected() -> None:
+    with pytest.raises(ValueError):
+        ActionSpace(["a"], [1.0], [0.0])
+    with pytest.raises(ValueError):
+        ActionSpace(["a"], [0.0], [1.0], kind="torque")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ActionSpace(["a"], [0.0], [1.0], gripper_index=3)
+
+
+def test_vocab_layout_has_no_overlap() -> None:
+    assert ACTION_OFFSET >= NUM_SPECIAL + 256
+    assert MASK_ID < NUM_SPECIAL and PAD_ID < NUM_SPECIAL
+    ids = bins_to_token_ids(np.arange(256))
+    assert ids.min() == ACTION_OFFSET and ids.max() == vocab_size(256) - 1
+    assert np.all(token_ids_to_bins(ids) == np.arange(256))
+
+
+def test_instruction_tokenizer() -> None:
+    t = ByteInstructionTokenizer(16)
+    ids = t.encode("Pick the red block")
+    assert ids.shape == (16,) and t.decode(ids) == "pick the red b"  # truncated, [EOS] kept
+    short = t.encode("go")
+    assert t.decode(short) == "go" and short[-1] == PAD_ID
+    assert t.encode_batch(["a", "b"]).shape == (2, 16)
+    with pytest.raises(TypeError):
+        t.encode(None)  # type: ignore[arg-type]
