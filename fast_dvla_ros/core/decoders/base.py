@@ -1,0 +1,153 @@
+"""Shared decoder machinery: the observation batch, outputs, statistics and the ``Decoder`` base class.
+
+Every decoder implements ``_decode(batch) -> bins [B, H*D]``; the base class times it, counts
+backbone forwards, checks that every action token was committed exactly once, and converts bins
+to actions. Decoding runs under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from transformers import DynamicCache
+
+from fast_dvla_ros.core.config import Attention
+from fast_dvla_ros.core.decoders import unmasking as U
+from fast_dvla_ros.core.model import DVLA, MASKED_BIN
+
+
+@dataclass
+class ObservationBatch:
+    """Model-ready inputs: images [B,3,S,S] (uint8 or float 0..1), instruction ids [B,T], raw proprio [B,P]."""
+
+    images: torch.Tensor
+    instruction_ids: torch.Tensor
+    proprio: torch.Tensor
+
+    @property
+    def batch_size(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class DecodeStats:
+    """Cost of one decode call (whole batch)."""
+
+    latency_s: float
+    forward_passes: int
+    tokens_committed: int
+    tokens_per_forward: float
+    tokens_per_second: float
+
+
+@dataclass
+class DecodeOutput:
+    tokens: torch.Tensor  # int64 bins [B, H, D]
+    actions: np.ndarray  # float64 [B, H, D] in action units
+    stats: DecodeStats
+
+
+class Decoder:
+    """Base class. ``tokens_per_step`` (if set) replaces the confidence rule by a fixed schedule:
+    exactly that many tokens per step per decoding unit (the whole chunk for full-sequence
+    decoders, each committing block for block decoders), so benchmarks on random weights compare
+    equal schedules.
+
+    ``temperature`` 0 = greedy (argmax); > 0 samples with a generator seeded by ``seed`` at
+    construction, so a fixed seed gives a fixed sequence of outputs.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        model: DVLA,
+        tokens_per_step: int | None = None,
+        temperature: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        if tokens_per_step is not None and tokens_per_step < 1:
+            raise ValueError("tokens_per_step must be >= 1")
+        if temperature < 0:
+            raise ValueError("temperature must be >= 0")
+        self.model = model
+        self.tokens_per_step = tokens_per_step
+        self.temperature = float(temperature)
+        self.generator = torch.Generator(device=model.device).manual_seed(seed)
+        self._forwards = 0
+        self.commit_counts = torch.zeros(0, dtype=torch.long)
+        cfg = model.config
+        self.P, self.H, self.D = model.prefix_len, cfg.horizon, cfg.action_dim
+        self.N = self.H * self.D
+        self.max_steps = self.N + self.H + 4  # every step commits >= 1 token: a hard bound against livelock
+
+    # ---- hooks --------------------------------------------------------------------------------
+    def _decode(self, batch: ObservationBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    # ---- helpers for subclasses ---------------------------------------------------------------
+    def _forward(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, cache: DynamicCache | None):
+        self._forwards += 1
+        return self.model.run_backbone(embeds, mask, start, cache)
+
+    def _predict(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return U.predict(logits, self.temperature, self.generator)
+
+    def _encode_prefix(self, batch: ObservationBatch, kind: Attention) -> tuple[torch.Tensor, DynamicCache]:
+        """Embed the prefix and run it once into a fresh KV cache (prefix attends to itself only)."""
+        pre = self.model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
+        cache = DynamicCache()
+        mask = self.model.attention_mask(kind)[: self.P, : self.P]
+        self._forward(pre, mask, 0, cache)
+        return pre, cache
+
+    @staticmethod
+    def _truncate(cache: DynamicCache, length: int) -> None:
+        extra = cache.get_seq_length() - length
+        if extra < 0:
+            raise RuntimeError(f"cache holds {cache.get_seq_length()} < {length} positions")
+        if extra:
+            cache.crop(-extra)
+
+    def _empty_bins(self, batch: ObservationBatch) -> torch.Tensor:
+        self.commit_counts = torch.zeros(batch.batch_size, self.N, dtype=torch.long, device=self.model.device)
+        return torch.full((batch.batch_size, self.N), MASKED_BIN, dtype=torch.long, device=self.model.device)
+
+    def _commit(self, bins: torch.Tensor, lo: int, hi: int, chosen: torch.Tensor, pred: torch.Tensor) -> None:
+        """Write ``pred`` into bins[:, lo:hi] where ``chosen``; only masked positions may be chosen."""
+        block = bins[:, lo:hi]
+        if bool((chosen & (block >= 0)).any()):
+            raise RuntimeError(f"{self.name}: tried to overwrite a committed token")
+        bins[:, lo:hi] = torch.where(chosen, pred, block)
+        self.commit_counts[:, lo:hi] += chosen.long()
+
+    # ---- public -------------------------------------------------------------------------------
+    def decode(self, batch: ObservationBatch) -> DecodeOutput:
+        self._forwards = 0
+        sync = self.model.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            bins = self._decode(batch)
+        if sync:
+            torch.cuda.synchronize()
+        latency = time.perf_counter() - t0
+        if bins.shape != (batch.batch_size, self.N) or bool((bins < 0).any()):
+            raise RuntimeError(f"{self.name}: decode left masked tokens or returned shape {tuple(bins.shape)}")
+        if not bool((self.commit_counts == 1).all()):
+            raise RuntimeError(f"{self.name}: some action token was not committed exactly once")
+        committed = int(bins.numel())
+        stats = DecodeStats(
+            latency_s=latency,
+            forward_passes=self._forwards,
+            tokens_committed=committed,
+            tokens_per_forward=committed / max(self._forwards, 1),
+            tokens_per_second=committed / max(latency, 1e-9),
+        )
+        tokens = bins.reshape(-1, self.H, self.D).cpu()
+        actions = self.model.action_tokenizer.decode(tokens.numpy())
+        return DecodeOutput(tokens=tokens, actions=actions, stats=stats)

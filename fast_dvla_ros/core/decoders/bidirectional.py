@@ -1,0 +1,47 @@
+"""Bidirectional masked-diffusion decoding (DD-VLA / MaskGIT baseline: no KV reuse)."""
+
+from __future__ import annotations
+
+import torch
+
+from fast_dvla_ros.core.decoders import unmasking as U
+from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
+from fast_dvla_ros.core.model import DVLA
+
+
+class BidirectionalDecoder(Decoder):
+    """All action tokens start masked; each of ``steps`` refinement steps re-runs the backbone over
+    prefix + all actions with full bidirectional attention and commits the most confident masked
+    tokens, as many as the cosine schedule says (or ``tokens_per_step``).
+
+    The image/instruction/proprio *embeddings* are computed once per chunk (they do not depend on
+    the actions); every backbone forward still covers the full prefix, which is the cost this
+    baseline pays and the cached decoders avoid.
+    """
+
+    name = "bidirectional"
+
+    def __init__(self, model: DVLA, steps: int = 12, **kwargs) -> None:
+        super().__init__(model, **kwargs)
+        if steps < 1:
+            raise ValueError("steps must be >= 1")
+        self.steps = steps
+
+    def schedule(self) -> list[int]:
+        if self.tokens_per_step is not None:
+            k = self.tokens_per_step
+            return [min(k, self.N - i) for i in range(0, self.N, k)]
+        return U.cosine_schedule(self.N, self.steps)
+
+    def _decode(self, batch: ObservationBatch) -> torch.Tensor:
+        model = self.model
+        prefix = model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
+        mask = model.attention_mask("bidirectional")
+        bins = self._empty_bins(batch)
+        for count in self.schedule():
+            embeds = torch.cat([prefix, model.embed_actions(bins)], dim=1)
+            hidden = self._forward(embeds, mask, 0, None)
+            pred, conf = self._predict(model.action_logits(hidden[:, self.P :]))
+            masked = bins < 0
+            self._commit(bins, 0, self.N, U.select_top_k(conf, masked, count), pred)
+        return bins

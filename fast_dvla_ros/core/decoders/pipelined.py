@@ -1,0 +1,93 @@
+"""Fast-dVLA pipelined block decoding (Algorithm 1 of the paper, after D2F)."""
+
+from __future__ import annotations
+
+import torch
+
+from fast_dvla_ros.core.decoders import unmasking as U
+from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
+from fast_dvla_ros.core.model import DVLA
+
+
+class PipelinedDecoder(Decoder):
+    """Several blocks in flight over a block-causal model with an exact KV cache of finished blocks.
+
+    Per step, for each batch row:
+      1. if the last added block's decoded ratio > tau_add (or it is complete) and blocks remain,
+         add the next block, all [MASK], as *semi-activated*;
+      2. block i becomes *fully activated* once block i-1's ratio > tau_act (or it is complete);
+         block 0 is fully active from the start;
+      3. ONE forward over the active window (block-causal inside it, cached KV before it);
+      4. fully activated blocks commit masked tokens with conf >= min(tau_conf, k-th largest),
+         k = max(1, floor(remaining / n)); semi-activated blocks commit conf >= tau_conf (maybe none).
+    Only a contiguous run of blocks that were complete *before* the forward (so their KV came
+    from final tokens) is kept in the cache, never an active block. Rows of a batch share one
+    window (the union); a block not yet added for a row is all [MASK] and invisible to earlier
+    blocks under the block-causal mask, so it changes nothing for that row.
+    """
+
+    name = "pipelined"
+
+    def __init__(
+        self,
+        model: DVLA,
+        tau_conf: float = 0.5,
+        n: int = 2,
+        tau_add: float = 0.5,
+        tau_act: float = 0.7,
+        **kwargs,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        if n < 1:
+            raise ValueError("n must be >= 1")
+        self.tau_conf, self.n, self.tau_add, self.tau_act = float(tau_conf), int(n), float(tau_add), float(tau_act)
+
+    def _commit_rule(self, conf: torch.Tensor, masked: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
+        """conf/masked [B, D] for one block, full [B] -> chosen [B, D]."""
+        if self.tokens_per_step is not None:
+            return U.select_top_k(conf, masked, self.tokens_per_step) & full[:, None]
+        full_pick = U.select_pipelined_full(conf, masked, self.tau_conf, self.n)
+        semi_pick = masked & (conf >= self.tau_conf)
+        return torch.where(full[:, None], full_pick, semi_pick)
+
+    def _decode(self, batch: ObservationBatch) -> torch.Tensor:
+        model, P, D, H = self.model, self.P, self.D, self.H
+        B = batch.batch_size
+        dev = model.device
+        _, cache = self._encode_prefix(batch, "block_causal")
+        full_mask = model.attention_mask("block_causal")
+        bins = self._empty_bins(batch)
+        added = torch.ones(B, dtype=torch.long, device=dev)  # blocks [0, added) are active or done
+        full = torch.zeros(B, H, dtype=torch.bool, device=dev)
+        full[:, 0] = True
+        rows = torch.arange(B, device=dev)
+        for _ in range(self.max_steps):
+            ratio = (bins.view(B, H, D) >= 0).float().mean(-1)  # [B, H]
+            done = ratio >= 1.0
+            if bool(done.all()):
+                break
+            # 1. add one block per row when its last block is far enough along
+            last = ratio[rows, added - 1]
+            grow = (added < H) & ((last > self.tau_add) | (last >= 1.0))
+            added = added + grow.long()
+            # 2. activation: block i full once block i-1 passed tau_act (or finished)
+            prev_ok = (ratio[:, :-1] > self.tau_act) | done[:, :-1]
+            in_flight = torch.arange(H, device=dev)[None] < added[:, None]
+            full[:, 1:] |= prev_ok & in_flight[:, 1:]
+            # 3. one forward over the window [first uncached block, furthest added block)
+            start = cache.get_seq_length() - P
+            end = int(added.max()) * D
+            window_mask = full_mask[P + start : P + end, : P + end]
+            hidden = self._forward(model.embed_actions(bins[:, start:end], start), window_mask, P + start, cache)
+            # keep the KV of leading blocks that were complete before this forward, in every row
+            lead = torch.cumprod(done.long(), dim=1).sum(dim=1)  # leading complete blocks per row
+            keep = max(int(lead.min()) * D, start)
+            self._truncate(cache, P + keep)
+            pred, conf = self._predict(model.action_logits(hidden))
+            # 4. commit per block, per row
+            for h in range(start // D, end // D):
+                lo, hi = h * D - start, (h + 1) * D - start
+                masked = (bins[:, h * D : (h + 1) * D] < 0) & (h < added)[:, None]
+                chosen = self._commit_rule(conf[:, lo:hi], masked, full[:, h])
+                self._commit(bins, h * D, (h + 1) * D, chosen, pred[:, lo:hi])
+        return bins

@@ -1,0 +1,134 @@
+"""``Policy``: checkpoint + decoder + preprocessing, the one object the ROS nodes and evaluation use.
+
+Contract (docs/CONTRACTS.md)::
+
+    policy = Policy.load(checkpoint_dir, decoder="pipelined", device="cpu", **decoder_kwargs)
+    result = policy.predict(Observation(image=rgb_uint8_HxWx3, proprio=float32[8], instruction="..."))
+    result.actions  # float64 [H, 8] in action units;  result.stats  # DecodeStats
+
+Bad observations raise ``ValueError`` with a message naming the field (the caller decides whether
+to skip the tick); they never reach the model as garbage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from fast_dvla_ros.core.decoders import Decoder, DecodeStats, ObservationBatch, make_decoder
+from fast_dvla_ros.core.model import DVLA
+
+__all__ = ["DecodeStats", "Observation", "Policy", "PolicyResult"]
+
+
+@dataclass
+class Observation:
+    image: np.ndarray  # uint8 [H, W, 3] RGB (any size; RGBA is accepted, alpha dropped)
+    proprio: np.ndarray  # float [proprio_dim] raw units (joint positions rad + gripper width m)
+    instruction: str
+
+
+@dataclass
+class PolicyResult:
+    actions: np.ndarray  # float64 [H, D] in action units
+    tokens: np.ndarray  # int64 [H, D] bins
+    stats: DecodeStats
+
+
+def preprocess_image(image: np.ndarray, size: int) -> torch.Tensor:
+    """HxWx3 (or HxWx4) uint8 of any size -> [3, size, size] uint8, resized with antialiasing."""
+    img = np.asarray(image)
+    if img.ndim != 3 or img.shape[2] not in (3, 4) or img.shape[0] < 1 or img.shape[1] < 1:
+        raise ValueError(f"image must be HxWx3 RGB, got shape {img.shape}")
+    if img.dtype != np.uint8:
+        raise ValueError(f"image must be uint8, got {img.dtype}")
+    t = torch.from_numpy(np.ascontiguousarray(img[..., :3])).permute(2, 0, 1)
+    if t.shape[1:] == (size, size):
+        return t
+    resized = F.interpolate(t[None].float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return resized[0].round().clamp(0, 255).to(torch.uint8)
+
+
+class Policy:
+    """A loaded DVLA checkpoint with one decoder, ready to turn observations into action chunks."""
+
+    def __init__(self, model: DVLA, decoder: Decoder, checkpoint_name: str = "unsaved") -> None:
+        self.model = model.eval()
+        self.decoder = decoder
+        self.checkpoint_name = checkpoint_name
+
+    @classmethod
+    def load(
+        cls, checkpoint_dir: str | Path, decoder: str = "pipelined", device: str = "cpu", **decoder_kwargs: Any
+    ) -> Policy:
+        """Load ``checkpoint_dir`` (safetensors directory; CheckpointError otherwise) onto ``device``."""
+        dev = torch.device(device)
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("device 'cuda' requested but CUDA is not available")
+        model = DVLA.from_pretrained(checkpoint_dir, map_location=dev)
+        return cls(model, make_decoder(decoder, model, **decoder_kwargs), Path(checkpoint_dir).name)
+
+    # ---- description --------------------------------------------------------------------------
+    @property
+    def horizon(self) -> int:
+        return self.model.config.horizon
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.model.action_tokenizer.space.names)
+
+    @property
+    def decoder_name(self) -> str:
+        return self.decoder.name
+
+    # ---- inference ----------------------------------------------------------------------------
+    def make_batch(self, observations: list[Observation]) -> ObservationBatch:
+        cfg = self.model.config
+        if not observations:
+            raise ValueError("no observations")
+        images, proprios, texts = [], [], []
+        for obs in observations:
+            images.append(preprocess_image(obs.image, cfg.image_size))
+            p = np.asarray(obs.proprio, dtype=np.float64).reshape(-1)
+            if p.shape[0] != cfg.proprio_dim:
+                raise ValueError(f"proprio must have {cfg.proprio_dim} values, got {p.shape[0]}")
+            if not np.all(np.isfinite(p)):
+                raise ValueError("proprio contains NaN or inf")
+            proprios.append(p)
+            if not isinstance(obs.instruction, str):
+                raise ValueError("instruction must be a string")
+            texts.append(obs.instruction)
+        dev = self.model.device
+        return ObservationBatch(
+            images=torch.stack(images).to(dev),
+            instruction_ids=torch.as_tensor(self.model.instruction_tokenizer.encode_batch(texts), device=dev),
+            proprio=torch.as_tensor(np.stack(proprios), dtype=torch.float32, device=dev),
+        )
+
+    def predict_batch(self, observations: list[Observation]) -> tuple[list[PolicyResult], DecodeStats]:
+        out = self.decoder.decode(self.make_batch(observations))
+        results = [PolicyResult(out.actions[i], out.tokens[i].numpy(), out.stats) for i in range(len(observations))]
+        return results, out.stats
+
+    def predict(self, observation: Observation) -> PolicyResult:
+        results, _ = self.predict_batch([observation])
+        return results[0]
+
+    def warmup(self, iterations: int = 2) -> DecodeStats:
+        """Run dummy chunks so first-call costs (allocator, kernel selection) are paid before control starts."""
+        s = self.model.config.image_size
+        obs = Observation(
+            image=np.zeros((s, s, 3), np.uint8),
+            proprio=self.model.proprio_mean.detach().cpu().numpy().astype(np.float64),
+            instruction="warm up",
+        )
+        stats = None
+        for _ in range(max(1, iterations)):
+            stats = self.predict(obs).stats
+        assert stats is not None
+        return stats

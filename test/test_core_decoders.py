@@ -1,0 +1,144 @@
+"""Decoder exactness and bookkeeping on the tiny config with random weights (CPU, seconds)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import DynamicCache
+
+from fast_dvla_ros.core.config import DVLAConfig
+from fast_dvla_ros.core.decoders import (
+    DECODERS,
+    BlockCacheDecoder,
+    ObservationBatch,
+    PipelinedDecoder,
+    make_decoder,
+)
+from fast_dvla_ros.core.decoders import unmasking as U
+from fast_dvla_ros.core.model import DVLA, MASKED_BIN
+
+
+@pytest.fixture(scope="module")
+def model() -> DVLA:
+    torch.manual_seed(0)
+    return DVLA(DVLAConfig.preset("tiny")).eval()
+
+
+def _batch(model: DVLA, batch: int = 1, seed: int = 0) -> ObservationBatch:
+    g = torch.Generator().manual_seed(seed)
+    s = model.config.image_size
+    texts = ["pick the red block", "stop", "place it left"]
+    return ObservationBatch(
+        images=torch.randint(0, 256, (batch, 3, s, s), generator=g, dtype=torch.uint8),
+        instruction_ids=torch.as_tensor(model.instruction_tokenizer.encode_batch([texts[i % 3] for i in range(batch)])),
+        proprio=torch.randn(batch, model.config.proprio_dim, generator=g),
+    )
+
+
+def _row(b: ObservationBatch, i: int) -> ObservationBatch:
+    return ObservationBatch(b.images[i : i + 1], b.instruction_ids[i : i + 1], b.proprio[i : i + 1])
+
+
+def test_cached_block_causal_logits_equal_full_forward(model: DVLA) -> None:
+    b = _batch(model, 2)
+    g = torch.Generator().manual_seed(1)
+    bins = torch.randint(0, 256, (2, 64), generator=g)
+    bins[torch.rand(bins.shape, generator=g) < 0.4] = MASKED_BIN
+    P, D = model.prefix_len, model.config.action_dim
+    with torch.inference_mode():
+        ref = model.forward_train(b.images, b.instruction_ids, b.proprio, bins, attention="block_causal")
+        full = model.attention_mask("block_causal")
+        cache = DynamicCache()
+        model.run_backbone(model.embed_prefix(b.images, b.instruction_ids, b.proprio), full[:P, :P], 0, cache)
+        for h in range(model.config.horizon):
+            lo, hi = h * D, (h + 1) * D
+            embeds = model.embed_actions(bins[:, lo:hi], lo)
+            hidden = model.run_backbone(embeds, full[P + lo : P + hi, : P + hi], P + lo, cache)
+            assert torch.allclose(model.action_logits(hidden), ref[:, lo:hi], atol=1e-5), f"block {h}"
+    assert cache.get_seq_length() == model.seq_len
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pipelined_one_block_in_flight_equals_block_cache(model: DVLA, seed: int) -> None:
+    b = _batch(model, 1, seed)
+    block = BlockCacheDecoder(model, tau_conf=1.01).decode(b)  # threshold never met: one token per step
+    pipe = PipelinedDecoder(model, tau_conf=1.01, n=100, tau_add=1.0).decode(b)
+    assert torch.equal(block.tokens, pipe.tokens)
+    assert block.stats.forward_passes == pipe.stats.forward_passes == 1 + 64
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+@pytest.mark.parametrize("fixed", [None, 3])
+def test_every_token_committed_once(model: DVLA, name: str, fixed: int | None) -> None:
+    dec = make_decoder(name, model, tokens_per_step=fixed)
+    out = dec.decode(_batch(model, 2))
+    assert torch.equal(dec.commit_counts, torch.ones(2, 64, dtype=torch.long))
+    assert out.tokens.shape == (2, 8, 8) and out.actions.shape == (2, 8, 8)
+    assert out.tokens.min() >= 0 and out.tokens.max() < 256
+    assert out.stats.tokens_committed == 128
+    assert out.stats.tokens_per_forward == pytest.approx(128 / out.stats.forward_passes)
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_batch_equals_each_item_alone(model: DVLA, name: str) -> None:
+    b = _batch(model, 3, seed=5)
+    dec = make_decoder(name, model)
+    together = dec.decode(b).tokens
+    for i in range(3):
+        assert torch.equal(dec.decode(_row(b, i)).tokens[0], together[i]), f"row {i}"
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_deterministic_for_fixed_seed(model: DVLA, name: str) -> None:
+    b = _batch(model, 2)
+    first = make_decoder(name, model, temperature=1.0, seed=7).decode(b).tokens
+    again = make_decoder(name, model, temperature=1.0, seed=7).decode(b).tokens
+    other = make_decoder(name, model, temperature=1.0, seed=8).decode(b).tokens
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_forward_counts_follow_the_schedules(model: DVLA) -> None:
+    b = _batch(model)
+    assert make_decoder("bidirectional", model).decode(b).stats.forward_passes == 12
+    assert make_decoder("bidirectional", model, tokens_per_step=4).decode(b).stats.forward_passes == 16
+    assert make_decoder("prefix_cache", model, tokens_per_step=4).decode(b).stats.forward_passes == 1 + 16
+    # lower bound: one prefix forward + one forward per block
+    assert make_decoder("block_cache", model, tokens_per_step=8).decode(b).stats.forward_passes == 1 + 8
+    blk = make_decoder("block_cache", model, tokens_per_step=2).decode(b).stats.forward_passes
+    pipe = make_decoder("pipelined", model, tokens_per_step=2).decode(b).stats.forward_passes
+    assert blk == 1 + 32 and pipe < blk
+
+
+def test_selection_rules_row_wise() -> None:
+    conf = torch.tensor([[0.9, 0.1, 0.8, 0.3], [0.2, 0.6, 0.1, 0.7]])
+    masked = torch.tensor([[True, True, False, True], [True, True, True, False]])
+    assert U.select_top_k(conf, masked, 2).tolist() == [[True, False, False, True], [True, True, False, False]]
+    assert U.select_top_k(conf, masked, torch.tensor([1, 3])).tolist() == [
+        [True, False, False, False], [True, True, True, False]
+    ]
+    assert U.select_threshold(conf, masked, 0.95, at_least_one=True).tolist() == [
+        [True, False, False, False], [False, True, False, False]
+    ]
+    # 3 masked, n=2 -> k=1, plus everything >= tau
+    assert U.select_pipelined_full(conf, masked, 0.5, 2).tolist() == [
+        [True, False, False, False], [False, True, False, False]
+    ]
+    nothing = torch.zeros_like(masked)
+    assert not U.select_pipelined_full(conf, nothing, 0.0, 2).any()
+
+
+@pytest.mark.parametrize(("total", "steps"), [(64, 12), (56, 12), (5, 12), (64, 1), (8, 8)])
+def test_cosine_schedule(total: int, steps: int) -> None:
+    counts = U.cosine_schedule(total, steps)
+    assert sum(counts) == total and min(counts) >= 1 and len(counts) == min(total, steps)
+
+
+def test_bad_parameters() -> None:
+    m = DVLA(DVLAConfig.preset("tiny"))
+    with pytest.raises(ValueError, match="unknown decoder"):
+        make_decoder("greedy", m)
+    with pytest.raises(ValueError):
+        make_decoder("pipelined", m, tokens_per_step=0)
+    with pytest.raises(TypeError):
+        make_decoder("block_cache", m, tau_add=0.5)
