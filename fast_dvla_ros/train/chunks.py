@@ -1,0 +1,115 @@
+"""In-memory training samples: (image, proprio, instruction, action chunk) drawn from demonstrations.
+
+Training on 2 CPU cores is bound by the model, not by I/O, so the whole demonstration set is
+loaded once into contiguous arrays (a few hundred MB at 96 px) and batches are gathered with
+fancy indexing: no worker processes competing with the model for the two cores.
+
+Episodes are split into train/validation by episode (never by frame: neighbouring frames of one
+episode are near-duplicates, a frame split would leak).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from fast_dvla_ros.train.demos import load_demo_arrays
+
+
+@dataclass
+class ChunkBatch:
+    images: torch.Tensor  # uint8 [B, 3, S, S]
+    proprio: torch.Tensor  # float32 [B, P]
+    instr_ids: torch.Tensor  # int64 [B, T]
+    actions: np.ndarray  # float64 [B, H, D] in action units
+
+
+class ChunkSampler:
+    """Random (frame, chunk) samples from a subset of episodes.
+
+    The chunk for frame t is actions[t : t + H] of its episode, padded with the episode's last
+    action (the arm holds still after the demonstration ends).
+    """
+
+    def __init__(
+        self,
+        images: np.ndarray,
+        proprio: np.ndarray,
+        actions: np.ndarray,
+        episode: np.ndarray,
+        instructions: list[str],
+        episodes: np.ndarray,
+        horizon: int,
+        image_size: int,
+        encode_instruction,
+    ) -> None:
+        keep = np.isin(episode, episodes)
+        self.frames = np.nonzero(keep)[0]
+        if self.frames.size == 0:
+            raise ValueError("no frames in the selected episodes")
+        self.images = _resize_all(images, image_size)
+        self.proprio = proprio.astype(np.float32)
+        self.actions = actions.astype(np.float64)
+        self.episode = episode
+        self.horizon = horizon
+        self.instr_ids = np.stack([encode_instruction(t) for t in instructions])  # per frame
+        # index of the last frame of each frame's episode, for padding
+        last = np.zeros(len(episode), np.int64)
+        for e in np.unique(episode):
+            idx = np.nonzero(episode == e)[0]
+            last[idx] = idx.max()
+        self.last = last
+
+    def __len__(self) -> int:
+        return int(self.frames.size)
+
+    def gather(self, frames: np.ndarray) -> ChunkBatch:
+        offsets = np.arange(self.horizon)[None, :]
+        rows = np.minimum(frames[:, None] + offsets, self.last[frames][:, None])
+        return ChunkBatch(
+            images=torch.from_numpy(np.ascontiguousarray(self.images[frames].transpose(0, 3, 1, 2))),
+            proprio=torch.from_numpy(self.proprio[frames]),
+            instr_ids=torch.from_numpy(self.instr_ids[frames]),
+            actions=self.actions[rows],
+        )
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> ChunkBatch:
+        return self.gather(rng.choice(self.frames, size=batch_size, replace=True))
+
+    def fixed(self, count: int, seed: int = 0) -> ChunkBatch:
+        rng = np.random.default_rng(seed)
+        return self.gather(rng.choice(self.frames, size=min(count, len(self)), replace=False))
+
+
+def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
+    if images.shape[1] == size and images.shape[2] == size:
+        return np.ascontiguousarray(images)
+    return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
+
+
+def split_episodes(episode: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Episode ids for training and validation (at least one of each when there are two or more)."""
+    ids = np.unique(episode)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(ids)
+    n_val = max(1, round(len(ids) * val_fraction)) if len(ids) > 1 else 0
+    return np.sort(ids[n_val:]), np.sort(ids[:n_val])
+
+
+def load_samplers(
+    data_dir: str, horizon: int, image_size: int, encode_instruction, val_fraction: float = 0.1, seed: int = 0
+) -> tuple[ChunkSampler, ChunkSampler, dict]:
+    """Load a demonstration directory into train and validation samplers, plus its stats.json."""
+    arrays = load_demo_arrays(data_dir)
+    train_eps, val_eps = split_episodes(arrays["episode"], val_fraction, seed)
+    common = dict(
+        images=arrays["images"], proprio=arrays["proprio"], actions=arrays["actions"], episode=arrays["episode"],
+        instructions=arrays["instructions"], horizon=horizon, image_size=image_size,
+        encode_instruction=encode_instruction,
+    )
+    train = ChunkSampler(episodes=train_eps, **common)
+    val = ChunkSampler(episodes=val_eps if len(val_eps) else train_eps, **common)
+    return train, val, arrays["stats"]

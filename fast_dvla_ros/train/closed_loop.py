@@ -1,0 +1,181 @@
+"""Closed-loop evaluation of a checkpoint + decoder in the conveyor simulator, without ROS.
+
+``fast-dvla-sim-eval --checkpoint models/student_distilled --decoder pipelined --episodes 50``
+
+Each seeded episode runs synchronously: observe, decode a chunk, execute its first
+``execute_steps`` actions at the 30 Hz control rate, repeat (openpi-style receding horizon). The
+simulator waits for the decoder, so success measures the policy's skill, not the machine's speed;
+decode latency is measured alongside and reported separately. Seeds are the same for every
+checkpoint/decoder, so rows of one table are paired comparisons.
+
+Printed table per run: success rate with a 95% Wilson interval, failure causes, mean/p50/p99
+decode latency, forwards per chunk, tokens per forward, tokens/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from fast_dvla_ros.core.policy import Observation, Policy
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for a binomial proportion (sane at 0% and 100%, unlike the normal one)."""
+    if n == 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+@dataclass
+class EvalResult:
+    checkpoint: str
+    decoder: str
+    episodes: int
+    successes: int
+    success_rate: float
+    ci95: tuple[float, float]
+    failure_causes: dict[str, int]
+    latency_mean_ms: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    forwards_per_chunk: float
+    tokens_per_forward: float
+    tokens_per_second: float
+    chunks: int
+    belt_speed: tuple[float, float] | None = None
+    per_episode: list[dict] = field(default_factory=list)
+
+    def row(self) -> str:
+        lo, hi = self.ci95
+        causes = ", ".join(f"{k}:{v}" for k, v in sorted(self.failure_causes.items())) or "-"
+        return (
+            f"| {self.checkpoint} | {self.decoder} | {self.successes}/{self.episodes} = {100 * self.success_rate:.0f}% "
+            f"[{100 * lo:.0f}, {100 * hi:.0f}] | {causes} | {self.latency_mean_ms:.1f} | {self.latency_p50_ms:.1f} | "
+            f"{self.latency_p99_ms:.1f} | {self.forwards_per_chunk:.2f} | {self.tokens_per_forward:.2f} | "
+            f"{self.tokens_per_second:.0f} |"
+        )
+
+
+TABLE_HEADER = (
+    "| checkpoint | decoder | success [95% CI] | failures | latency mean ms | p50 ms | p99 ms | forwards/chunk "
+    "| tokens/forward | tokens/s |\n|---|---|---|---|---|---|---|---|---|---|"
+)
+
+
+def evaluate(
+    policy: Policy,
+    episodes: int,
+    seed0: int = 1000,
+    execute_steps: int = 4,
+    sim_overrides: dict | None = None,
+    progress: bool = True,
+) -> EvalResult:
+    """Run ``episodes`` seeded episodes (seeds seed0, seed0+1, ...) and aggregate."""
+    from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
+
+    env = ConveyorPickEnv(SimConfig(**(sim_overrides or {})))
+    latencies: list[float] = []
+    forwards: list[int] = []
+    tokens: list[int] = []
+    per_episode: list[dict] = []
+    policy.warmup()
+    bar = tqdm(range(episodes), desc=f"eval {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
+    try:
+        for i in bar:
+            obs, info = env.reset(seed=seed0 + i)
+            instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
+            done, steps = False, 0
+            while not done:
+                proprio = np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]).astype(np.float32)
+                result = policy.predict(Observation(image=obs["image"], proprio=proprio, instruction=instruction))
+                latencies.append(result.stats.latency_s)
+                forwards.append(result.stats.forward_passes)
+                tokens.append(result.stats.tokens_committed)
+                for action in result.actions[:execute_steps]:
+                    obs, _, terminated, truncated, info = env.step(action)
+                    steps += 1
+                    if terminated or truncated:
+                        done = True
+                        break
+            per_episode.append({
+                "seed": seed0 + i, "success": bool(info.get("success")), "steps": steps,
+                "failure_cause": info.get("failure_cause", ""), "belt_speed": info.get("belt_speed"),
+            })
+            bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")
+    finally:
+        env.close()
+    successes = sum(e["success"] for e in per_episode)
+    causes: dict[str, int] = {}
+    for e in per_episode:
+        if not e["success"]:
+            causes[e["failure_cause"] or "unknown"] = causes.get(e["failure_cause"] or "unknown", 0) + 1
+    lat = np.asarray(latencies) * 1000.0
+    speeds = [e["belt_speed"] for e in per_episode if e["belt_speed"] is not None]
+    return EvalResult(
+        checkpoint=policy.checkpoint_name,
+        decoder=policy.decoder_name,
+        episodes=episodes,
+        successes=successes,
+        success_rate=successes / max(1, episodes),
+        ci95=wilson_interval(successes, episodes),
+        failure_causes=causes,
+        latency_mean_ms=float(lat.mean()),
+        latency_p50_ms=float(np.percentile(lat, 50)),
+        latency_p99_ms=float(np.percentile(lat, 99)),
+        forwards_per_chunk=float(np.mean(forwards)),
+        tokens_per_forward=float(np.sum(tokens) / max(1, np.sum(forwards))),
+        tokens_per_second=float(np.sum(tokens) / max(1e-9, lat.sum() / 1000.0)),
+        chunks=len(latencies),
+        belt_speed=(min(speeds), max(speeds)) if speeds else None,
+        per_episode=per_episode,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Closed-loop success of a checkpoint + decoder in the conveyor simulator.")
+    p.add_argument("--checkpoint", action="append", required=True, help="checkpoint dir (repeatable)")
+    p.add_argument("--decoder", action="append", help="decoder name (repeatable; paired with --checkpoint)")
+    p.add_argument("--episodes", type=int, default=50)
+    p.add_argument("--seed", type=int, default=1000, help="first episode seed")
+    p.add_argument("--execute-steps", type=int, default=4, help="actions executed per decoded chunk")
+    p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
+    p.add_argument("--json", type=Path, help="also write the results as JSON")
+    p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
+    a = p.parse_args(argv)
+    decoders = a.decoder or ["pipelined"] * len(a.checkpoint)
+    if len(decoders) == 1 and len(a.checkpoint) > 1:
+        decoders = decoders * len(a.checkpoint)
+    if len(decoders) != len(a.checkpoint):
+        p.error("give one --decoder per --checkpoint (or one for all)")
+    overrides = {"belt_speed_range": tuple(a.belt_speed)} if a.belt_speed else {}
+    kwargs = {"tau_conf": a.tau_conf} if a.tau_conf is not None else {}
+    results = []
+    t0 = time.perf_counter()
+    for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
+        policy = Policy.load(ckpt, decoder=dec, **(kwargs if dec != "bidirectional" else {}))
+        results.append(evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides))
+    print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
+          f"execute {a.execute_steps} steps per chunk, belt {overrides or 'default range'}, "
+          f"{time.perf_counter() - t0:.0f} s total\n")
+    print(TABLE_HEADER)
+    for r in results:
+        print(r.row())
+    if a.json:
+        a.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,103 @@
+"""`make train`: reproduce the shipped checkpoints from nothing.
+
+1. demonstrations from the scripted expert in the conveyor simulator,
+2. the bidirectional teacher (masked-diffusion SFT),
+3. the block-causal student by asymmetric distillation from the frozen teacher,
+4. the block-causal student from scratch with the same budget (convergence baseline),
+5. a side-by-side convergence plot/CSV of 3 vs 4, and the checkpoints copied into ``models/``.
+
+Every stage is skipped when its output already exists (delete the run directory to redo it), so
+an interrupted run resumes at the stage it was in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig, plot_curves
+
+SHIPPED = {"teacher": "teacher_bidirectional", "distill": "student_distilled", "scratch": "student_scratch"}
+
+
+def _read_log(path: Path) -> list[dict]:
+    with open(path) as f:
+        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
+
+
+def steps_to_reach(rows: list[dict], threshold: float, metric: str = "val_ce") -> int | None:
+    """First evaluated step whose validation metric is <= threshold (None if never)."""
+    for r in rows:
+        if metric in r and r[metric] <= threshold:
+            return int(r["step"])
+    return None
+
+
+def convergence_report(distill_rows: list[dict], scratch_rows: list[dict]) -> dict:
+    """How many steps each student needs to reach the scratch student's final validation CE."""
+    final_scratch = [r["val_ce"] for r in scratch_rows if "val_ce" in r][-1]
+    return {
+        "threshold_val_ce": final_scratch,
+        "distill_steps": steps_to_reach(distill_rows, final_scratch),
+        "scratch_steps": steps_to_reach(scratch_rows, final_scratch),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--run-dir", type=Path, default=Path("runs/train"))
+    p.add_argument("--models-dir", type=Path, default=Path("models"))
+    p.add_argument("--episodes", type=int, default=200, help="demonstration episodes")
+    p.add_argument("--teacher-steps", type=int, default=1500)
+    p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--preset", default="sim")
+    p.add_argument("--no-copy", action="store_true", help="do not copy the checkpoints into --models-dir")
+    a = p.parse_args(argv)
+    run = a.run_dir
+    data = run / "demos"
+    if not (data / "meta.json").exists():
+        subprocess.run(
+            [sys.executable, "-m", "fast_dvla_ros.train.demos", "--episodes", str(a.episodes), "--out", str(data)],
+            check=True,
+        )
+    common = dict(data_dir=str(data), batch_size=a.batch_size, preset=a.preset)
+    stages = [
+        TrainConfig(stage="teacher", out_dir=str(run / "teacher"), steps=a.teacher_steps, **common),
+        TrainConfig(stage="distill", out_dir=str(run / "distill"), steps=a.student_steps,
+                    teacher_dir=str(run / "teacher"), lr=5e-4, **common),
+        TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
+    ]
+    for cfg in stages:
+        if (Path(cfg.out_dir) / "summary.json").exists():
+            print(f"[train] {cfg.stage}: done already ({cfg.out_dir})")
+            continue
+        StageTrainer(cfg).run()
+
+    d_rows, s_rows = _read_log(run / "distill" / "log.csv"), _read_log(run / "scratch" / "log.csv")
+    conv = convergence_report(d_rows, s_rows)
+    (run / "convergence.json").write_text(json.dumps(conv, indent=2))
+    plot_curves({"distill": d_rows, "scratch": s_rows}, run / "convergence.png")
+    print(f"[train] convergence: {json.dumps(conv)}")
+
+    if not a.no_copy:
+        for stage, name in SHIPPED.items():
+            src, dst = run / stage, a.models_dir / name
+            dst.mkdir(parents=True, exist_ok=True)
+            for f in ("model.safetensors", "config.json", "action_tokenizer.json", "summary.json", "log.csv",
+                      "loss_curve.png"):
+                if (src / f).exists():
+                    shutil.copy2(src / f, dst / f)
+        shutil.copy2(run / "convergence.png", a.models_dir / "convergence.png")
+        shutil.copy2(run / "convergence.json", a.models_dir / "convergence.json")
+        shutil.copy2(data / "stats.json", a.models_dir / "demo_stats.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
