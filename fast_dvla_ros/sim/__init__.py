@@ -1,0 +1,1 @@
+"""PyBullet conveyor-picking simulator and its scripted expert (no ROS imports here)."""
