@@ -1,0 +1,179 @@
+"""Decoder benchmark: the four Fast-dVLA decoders side by side in one process.
+
+Random weights (default): every decoder runs the same fixed schedule (``--tokens-per-step`` per
+step per decoding unit), so the speed ratios isolate KV caching and smaller forwards, not
+confidence luck. A 12-step cosine MaskGIT bidirectional row is printed as well (DD-VLA's setting).
+``--checkpoint DIR``: a trained model with the confidence-driven default schedules instead.
+
+Also measured: the lower bound "one prefix forward + one forward per block" (block decoder
+committing a whole block per forward) and how close each decoder gets to it.
+
+Examples::
+
+    .venv/bin/python bench/decode.py --sizes tiny,small --repeats 15
+    .venv/bin/python bench/decode.py --sizes base --repeats 3 --tokens-per-step 4
+    .venv/bin/python bench/decode.py --checkpoint checkpoints/sim --repeats 30
+    .venv/bin/python bench/decode.py --sizes small --device cuda --dtype bfloat16
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from fast_dvla_ros.core.config import DVLAConfig
+from fast_dvla_ros.core.decoders import Decoder, ObservationBatch, make_decoder
+from fast_dvla_ros.core.model import DVLA
+
+
+@dataclass
+class Row:
+    label: str
+    latencies: list[float]
+    forwards: int
+    tokens: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.latencies)
+
+    @property
+    def iqr(self) -> tuple[float, float]:
+        q = statistics.quantiles(self.latencies, n=4) if len(self.latencies) >= 2 else [self.median] * 3
+        return q[0], q[2]
+
+
+def build_model(size: str, image_tokens: int, device: torch.device, dtype: torch.dtype) -> DVLA:
+    """Preset with the image resolution chosen so the prefix has ``image_tokens`` image tokens."""
+    base = DVLAConfig.preset(size)
+    side = math.isqrt(image_tokens)
+    if side * side != image_tokens:
+        raise SystemExit("--image-tokens must be a perfect square")
+    torch.manual_seed(0)
+    model = DVLA(DVLAConfig.preset(size, image_size=side * base.patch_size))
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def make_batch(model: DVLA, batch: int, device: torch.device) -> ObservationBatch:
+    g = torch.Generator().manual_seed(0)
+    s = model.config.image_size
+    return ObservationBatch(
+        images=torch.randint(0, 256, (batch, 3, s, s), generator=g, dtype=torch.uint8).to(device),
+        instruction_ids=torch.as_tensor(
+            model.instruction_tokenizer.encode_batch(["pick up the red block on the belt"] * batch), device=device
+        ),
+        proprio=torch.zeros(batch, model.config.proprio_dim, device=device),
+    )
+
+
+def decoders_for(model: DVLA, trained: bool, k: int) -> dict[str, Decoder]:
+    D = model.config.action_dim
+    if trained:
+        return {
+            "bidirectional (12 cosine steps)": make_decoder("bidirectional", model, steps=12),
+            "prefix_cache (tau 0.5)": make_decoder("prefix_cache", model),
+            "block_cache (tau 0.5)": make_decoder("block_cache", model),
+            "pipelined (Fast-dVLA defaults)": make_decoder("pipelined", model),
+            "lower bound: prefix + 1 fwd/block": make_decoder("block_cache", model, tokens_per_step=D),
+        }
+    return {
+        f"bidirectional ({k} tok/step)": make_decoder("bidirectional", model, tokens_per_step=k),
+        "bidirectional (12 cosine steps)": make_decoder("bidirectional", model, steps=12),
+        f"prefix_cache ({k} tok/step)": make_decoder("prefix_cache", model, tokens_per_step=k),
+        f"block_cache ({k} tok/step/block)": make_decoder("block_cache", model, tokens_per_step=k),
+        f"pipelined ({k} tok/step/block)": make_decoder("pipelined", model, tokens_per_step=k),
+        "lower bound: prefix + 1 fwd/block": make_decoder("block_cache", model, tokens_per_step=D),
+    }
+
+
+def run(decoders: dict[str, Decoder], batch: ObservationBatch, repeats: int, warmup: int) -> list[Row]:
+    rows = {name: Row(name, [], 0, 0) for name in decoders}
+    for _ in range(warmup):
+        for dec in decoders.values():
+            dec.decode(batch)
+    # round-robin so load from other processes spreads evenly over the decoders
+    for _ in range(repeats):
+        for name, dec in decoders.items():
+            out = dec.decode(batch)
+            rows[name].latencies.append(out.stats.latency_s)
+            rows[name].forwards = out.stats.forward_passes
+            rows[name].tokens = out.stats.tokens_committed
+    return list(rows.values())
+
+
+def table(rows: list[Row], reference: str, bound: str) -> str:
+    ref = next(r for r in rows if r.label == reference).median
+    low = next(r for r in rows if r.label == bound).median
+    lines = [
+        "| decoder | median chunk latency ms (IQR) | forwards/chunk | tokens/forward | tokens/s | "
+        "speed-up vs bidirectional | lower bound / latency |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        q1, q3 = r.iqr
+        lines.append(
+            f"| {r.label} | {r.median * 1e3:.1f} ({q1 * 1e3:.1f}-{q3 * 1e3:.1f}) | {r.forwards} | "
+            f"{r.tokens / r.forwards:.2f} | {r.tokens / r.median:.0f} | {ref / r.median:.2f}x | {low / r.median:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="tiny,small", help="comma list of presets: tiny,sim,small,base")
+    ap.add_argument("--checkpoint", type=Path, help="trained checkpoint dir: confidence-driven schedules")
+    ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--image-tokens", type=int, default=256, help="image tokens in the prefix (random-weight runs)")
+    ap.add_argument("--tokens-per-step", type=int, default=2, help="fixed schedule for random weights")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    args = ap.parse_args()
+
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda requested but CUDA is not available")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
+    print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
+          f"dtype {args.dtype}, threads {torch.get_num_threads()}, batch {args.batch}, repeats {args.repeats}")
+
+    jobs: list[tuple[str, DVLA, bool]] = []
+    if args.checkpoint:
+        jobs.append((f"checkpoint {args.checkpoint}", DVLA.from_pretrained(args.checkpoint, map_location=device)
+                     .to(dtype=dtype).eval(), True))
+    else:
+        for size in [s for s in args.sizes.split(",") if s]:
+            t0 = time.perf_counter()
+            model = build_model(size, args.image_tokens, device, dtype)
+            print(f"# built {size} in {time.perf_counter() - t0:.1f}s", flush=True)
+            jobs.append((size, model, False))
+
+    for label, model, trained in jobs:
+        params = sum(p.numel() for p in model.parameters())
+        cfg = model.config
+        print(f"\n## {label}: {params / 1e6:.1f}M params, hidden {cfg.hidden_size} x {cfg.num_layers} layers, "
+              f"prefix {model.prefix_len} tokens ({model.num_image_tokens} image + {cfg.instruction_max_len} text + "
+              f"{cfg.num_proprio_tokens} proprio), chunk {cfg.horizon} x {cfg.action_dim}", flush=True)
+        decoders = decoders_for(model, trained, args.tokens_per_step)
+        rows = run(decoders, make_batch(model, args.batch, device), args.repeats, args.warmup)
+        reference = next(iter(decoders))
+        print(table(rows, reference, "lower bound: prefix + 1 fwd/block"), flush=True)
+        del model, decoders
+
+
+if __name__ == "__main__":
+    main()
