@@ -7,6 +7,7 @@ to actions. Decoding runs under ``torch.inference_mode``.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
@@ -17,6 +18,8 @@ from transformers import DynamicCache
 from fast_dvla_ros.core.config import Attention
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,6 +64,7 @@ class Decoder:
     """
 
     name = "base"
+    attention: Attention = "block_causal"  # the mask this decoder runs the model with
 
     def __init__(
         self,
@@ -83,6 +87,12 @@ class Decoder:
         self.P, self.H, self.D = model.prefix_len, cfg.horizon, cfg.action_dim
         self.N = self.H * self.D
         self.max_steps = self.N + self.H + 4  # every step commits >= 1 token: a hard bound against livelock
+        if model.config.attention != self.attention:
+            # allowed (benchmarks on random weights do it), but a trained model decodes best with its own mask
+            log.warning(
+                "%s decoder uses %s attention but the model was trained with %s",
+                self.name, self.attention, model.config.attention,
+            )
 
     # ---- hooks --------------------------------------------------------------------------------
     def _decode(self, batch: ObservationBatch) -> torch.Tensor:

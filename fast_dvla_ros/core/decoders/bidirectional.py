@@ -20,6 +20,7 @@ class BidirectionalDecoder(Decoder):
     """
 
     name = "bidirectional"
+    attention = "bidirectional"
 
     def __init__(self, model: DVLA, steps: int = 12, **kwargs) -> None:
         super().__init__(model, **kwargs)

@@ -20,6 +20,8 @@ class PipelinedDecoder(Decoder):
       3. ONE forward over the active window (block-causal inside it, cached KV before it);
       4. fully activated blocks commit masked tokens with conf >= min(tau_conf, k-th largest),
          k = max(1, floor(remaining / n)); semi-activated blocks commit conf >= tau_conf (maybe none).
+         With the fixed ``tokens_per_step`` schedule, fully activated blocks commit exactly that many
+         and semi-activated blocks none (a fixed schedule has no confidence to go by).
     Only a contiguous run of blocks that were complete *before* the forward (so their KV came
     from final tokens) is kept in the cache, never an active block. Rows of a batch share one
     window (the union); a block not yet added for a row is all [MASK] and invisible to earlier

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import torch
 
-from fast_dvla_ros.core.config import Attention
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
 from fast_dvla_ros.core.model import DVLA
@@ -24,11 +23,11 @@ class PrefixCacheDecoder(Decoder):
     """
 
     name = "prefix_cache"
+    attention = "bidirectional"
 
-    def __init__(self, model: DVLA, tau_conf: float = 0.5, attention: Attention = "bidirectional", **kwargs) -> None:
+    def __init__(self, model: DVLA, tau_conf: float = 0.5, **kwargs) -> None:
         super().__init__(model, **kwargs)
         self.tau_conf = float(tau_conf)
-        self.attention = attention
 
     def _decode(self, batch: ObservationBatch) -> torch.Tensor:
         model = self.model
