@@ -147,3 +147,31 @@ def test_hf_backbone_by_path(tmp_path) -> None:
         assert torch.equal(model(images, instr, proprio, bins), back(images, instr, proprio, bins))
     with pytest.raises(CheckpointError):
         DVLA(DVLAConfig.preset("tiny", backbone_path=str(tmp_path / "missing")))
+
+
+class _PooledTower(torch.nn.Module):
+    """Stand-in for a pretrained vision tower: any module mapping images to [B, N, C] with ``output_dim``."""
+
+    output_dim = 24
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, self.output_dim, 16, stride=16)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x).flatten(2).transpose(1, 2)
+
+
+def test_custom_vision_tower(tmp_path) -> None:
+    model = DVLA(DVLAConfig.preset("tiny"), vision_tower=_PooledTower()).eval()
+    assert model.num_image_tokens == 4 and model.prefix_len == 4 + 32 + 1
+    images, instr, proprio, bins = _inputs(model)
+    with torch.inference_mode():
+        logits = model(images, instr, proprio, bins)
+    assert logits.shape == (2, 64, 256)
+    model.save_pretrained(tmp_path / "ck")
+    back = DVLA.from_pretrained(tmp_path / "ck", vision_tower=_PooledTower())
+    with torch.inference_mode():
+        assert torch.equal(back(images, instr, proprio, bins), logits)
+    with pytest.raises(CheckpointError):  # weights of the custom tower do not fit the default encoder
+        DVLA.from_pretrained(tmp_path / "ck")
