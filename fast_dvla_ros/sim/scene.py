@@ -36,8 +36,9 @@ FINGER_MAX_VELOCITY = 0.1  # m/s per finger, close to the real hand
 JOINT_LOW = np.asarray(PANDA_JOINT_LOW, dtype=np.float64)
 JOINT_HIGH = np.asarray(PANDA_JOINT_HIGH, dtype=np.float64)
 GRIPPER_MAX = GRIPPER_MAX_WIDTH
-# Ready pose: hand above the belt, pointing down, elbow up.
-HOME_JOINTS = np.array([0.0, -0.50, 0.0, -2.30, 0.0, 1.80, 0.785], dtype=np.float64)
+# Ready pose: hand pointing down, elbow up, fingers closing along x (across the belt, so a block
+# carried along y slides between the open fingers instead of into one of them).
+HOME_JOINTS = np.array([0.0, -0.50, 0.0, -2.30, 0.0, 1.80, -0.785], dtype=np.float64)
 
 ACTION_NAMES = (*tuple(f"panda_joint{i}" for i in range(1, 8)), "gripper_width")
 
