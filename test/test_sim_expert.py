@@ -37,7 +37,7 @@ def test_expert_picks_one_block():
 def test_grasp_yaw_folds_cube_symmetry():
     for yaw in np.linspace(-3, 3, 13):
         g = grasp_yaw(float(yaw))
-        assert -np.pi / 2 - np.pi / 4 - 1e-9 <= g <= -np.pi / 2 + np.pi / 4 + 1e-9
+        assert np.pi / 4 - 1e-9 <= g <= 3 * np.pi / 4 + 1e-9  # within pi/4 of the home yaw (pi/2)
         # the finger axis is a face normal of the block: difference is a multiple of pi/2
-        k = (g + np.pi / 2 - yaw) / (np.pi / 2)
+        k = (g - np.pi / 2 - yaw) / (np.pi / 2)
         assert abs(k - round(k)) < 1e-9

@@ -80,10 +80,11 @@ def grasp_yaw(block_yaw: float) -> float:
     """Hand yaw whose fingers close along the block face normal nearest to world x.
 
     A cube looks the same every quarter turn, so the face angle is folded into [-pi/4, pi/4];
-    the -pi/2 offset is the hand yaw at which the fingers close along x (see scene.HOME_JOINTS).
+    the +pi/2 offset is the hand yaw of the home pose, where the fingers close along x (see
+    scene.HOME_JOINTS), so the hand turns by at most pi/4 to meet the block.
     """
     face = (block_yaw + math.pi / 4) % (math.pi / 2) - math.pi / 4
-    return face - math.pi / 2
+    return face + math.pi / 2
 
 
 class ScriptedExpert:
@@ -95,7 +96,7 @@ class ScriptedExpert:
         self.phase = Phase.APPROACH
         self._q_cmd = scene.HOME_JOINTS.copy()
         self._sp = np.zeros(3)
-        self._yaw = -math.pi / 2
+        self._yaw = math.pi / 2
         self._grip = scene.GRIPPER_MAX
         self._phase_steps = 0
         self._close_origin = np.zeros(3)
@@ -206,8 +207,9 @@ class ScriptedExpert:
         """Home posture turned to face ``target``: joint 1 takes the bearing, joint 7 the remaining yaw."""
         rest = scene.HOME_JOINTS.copy()
         rest[0] = math.atan2(float(target[1]), float(target[0]))
-        # For a hand pointing down, hand yaw = q1 + q7 - pi/4 (measured on the URDF).
-        q7 = yaw - rest[0] + math.pi / 4
+        # For a hand pointing down, hand yaw = q1 - q7 + pi/4 (measured on the URDF: joint 7's
+        # axis points down, so it turns the hand against joint 1).
+        q7 = rest[0] - yaw + math.pi / 4
         rest[6] = (q7 + math.pi) % (2 * math.pi) - math.pi
         if not scene.JOINT_LOW[6] <= rest[6] <= scene.JOINT_HIGH[6]:  # parallel fingers: yaw + pi is the same grasp
             rest[6] -= math.copysign(math.pi, rest[6])
