@@ -1,0 +1,448 @@
+"""Demonstrations from the scripted expert in the conveyor simulator: generation, format, loading.
+
+``python -m fast_dvla_ros.train.demos --episodes 200 --out runs/demos``
+
+Format (``format_version`` 1), one directory:
+
+* ``shard_00000.npz`` ... — ``np.savez_compressed`` archives of whole episodes, frames concatenated:
+  ``images`` uint8 [N, S, S, 3] (scene camera at the 30 Hz control rate), ``proprio`` float32 [N, 8]
+  (7 joint positions rad + gripper width m, measured *before* the action), ``actions`` float32 [N, 8]
+  (7 absolute joint targets rad + gripper width m, docs/CONTRACTS.md), ``episode`` int64 [N] (global
+  episode index), ``step`` int32 [N] (index within the episode), and per episode: ``episode_ids``,
+  ``instructions`` (unicode), ``seeds``, ``lengths``, ``belt_speed``, ``lateral_offset``, ``block_color``.
+  Optionally ``wrist_images`` when the sim config enables the wrist camera.
+* ``meta.json`` — format name/version, image size, control rate, action and proprio names, counts,
+  the shard list, the simulator and expert configs and the generation summary.
+* ``stats.json`` — per dimension min/max/mean/std and 1/5/50/95/99th percentiles of ``actions`` and
+  ``proprio`` (the tokenizer's bin ranges and the proprio normalisation come from here).
+
+Why not LeRobotDataset: it stores video (needs ffmpeg/torchcodec decoding and the ``lerobot`` +
+``datasets`` stack, large pinned dependencies that the node and training images do not otherwise
+need), and its value is hub sharing, which this offline package does not use. Small compressed numpy
+shards load with numpy alone, without pickle (``allow_pickle=False``), are written atomically (an
+interrupted run never leaves a half shard that loads) and a whole 200-episode set fits in memory
+for training on two CPU cores. Converting to LeRobot later is a straight mapping of these arrays.
+
+Only successful episodes are kept: the policy imitates the expert, and a failed episode would
+teach it the failure. Episode seeds are ``seed0, seed0+1, ...``; with N workers the output is
+identical to one worker because results are consumed in seed order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+FORMAT_NAME = "fast_dvla_ros.demos"
+FORMAT_VERSION = 1
+PROPRIO_NAMES = (*(f"panda_joint{i}_pos" for i in range(1, 8)), "gripper_width")
+STAT_PERCENTILES = (1, 5, 50, 95, 99)
+
+
+# ------------------------------------------------------------------------------------------------
+# generation
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class EpisodeRecord:
+    """One expert episode at the control rate: frame t holds the observation and the action taken."""
+
+    seed: int
+    success: bool
+    failure_cause: str
+    images: np.ndarray
+    proprio: np.ndarray
+    actions: np.ndarray
+    instruction: str
+    belt_speed: float
+    lateral_offset: float
+    block_color: str
+    wrist_images: np.ndarray | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.actions)
+
+
+_worker_env = None
+_worker_expert = None
+
+
+def _init_worker(sim_config: dict[str, Any]) -> None:
+    global _worker_env, _worker_expert
+    from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
+    from fast_dvla_ros.sim.expert import ScriptedExpert
+
+    _worker_env = ConveyorPickEnv(SimConfig.from_dict(sim_config))
+    _worker_expert = ScriptedExpert()
+
+
+def run_expert_episode(env, expert, seed: int) -> EpisodeRecord:
+    """Roll out the expert for one seeded episode and record every control step."""
+    obs, info = env.reset(seed=seed)
+    expert.reset(obs, info)
+    images, wrist, proprio, actions = [], [], [], []
+    max_steps = int(env.config.episode_time_limit * env.control_hz) + 2
+    for _ in range(max_steps):
+        action = expert.act(obs, info)
+        images.append(obs["image"])
+        if "wrist_image" in obs:
+            wrist.append(obs["wrist_image"])
+        proprio.append(np.r_[obs["joint_pos"], obs["gripper_width"]])
+        actions.append(action)
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    return EpisodeRecord(
+        seed=seed,
+        success=bool(info["success"]),
+        failure_cause=str(info["failure_cause"] or ("" if info["success"] else "unfinished")),
+        images=np.stack(images).astype(np.uint8),
+        proprio=np.asarray(proprio, dtype=np.float32),
+        actions=np.asarray(actions, dtype=np.float32),
+        instruction=str(info["instruction"]),
+        belt_speed=float(info["belt_speed"]),
+        lateral_offset=float(info["lateral_offset"]),
+        block_color=str(info["block_color"]),
+        wrist_images=np.stack(wrist).astype(np.uint8) if wrist else None,
+    )
+
+
+def _worker_episode(seed: int) -> EpisodeRecord:
+    return run_expert_episode(_worker_env, _worker_expert, seed)
+
+
+def _episodes(sim_config: dict[str, Any], seeds: range, workers: int) -> Iterator[EpisodeRecord]:
+    """Episodes in seed order, from this process or a pool of spawned workers."""
+    if workers <= 1:
+        _init_worker(sim_config)
+        try:
+            for seed in seeds:
+                yield _worker_episode(seed)
+        finally:
+            _worker_env.close()
+            _worker_expert.close()
+        return
+    ctx = multiprocessing.get_context("spawn")  # no inherited pybullet/torch state in the workers
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(sim_config,)) as pool:
+        yield from pool.imap(_worker_episode, seeds, chunksize=1)
+
+
+def _write_shard(path: Path, episodes: list[EpisodeRecord], first_index: int) -> int:
+    ids = np.arange(first_index, first_index + len(episodes), dtype=np.int64)
+    arrays: dict[str, np.ndarray] = {
+        "images": np.concatenate([e.images for e in episodes]),
+        "proprio": np.concatenate([e.proprio for e in episodes]),
+        "actions": np.concatenate([e.actions for e in episodes]),
+        "episode": np.concatenate([np.full(e.length, i, np.int64) for i, e in zip(ids, episodes, strict=True)]),
+        "step": np.concatenate([np.arange(e.length, dtype=np.int32) for e in episodes]),
+        "episode_ids": ids,
+        "instructions": np.array([e.instruction for e in episodes]),
+        "seeds": np.array([e.seed for e in episodes], dtype=np.int64),
+        "lengths": np.array([e.length for e in episodes], dtype=np.int64),
+        "belt_speed": np.array([e.belt_speed for e in episodes], dtype=np.float64),
+        "lateral_offset": np.array([e.lateral_offset for e in episodes], dtype=np.float64),
+        "block_color": np.array([e.block_color for e in episodes]),
+    }
+    if all(e.wrist_images is not None for e in episodes):
+        arrays["wrist_images"] = np.concatenate([e.wrist_images for e in episodes])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
+    np.savez_compressed(tmp, **arrays)
+    os.replace(tmp, path)
+    return int(arrays["actions"].shape[0])
+
+
+def dimension_stats(values: np.ndarray, names: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """Per-dimension summary of an [N, D] array (lists of floats, JSON-ready)."""
+    v = np.asarray(values, dtype=np.float64)
+    out: dict[str, Any] = {
+        "names": list(names),
+        "count": int(v.shape[0]),
+        "min": v.min(axis=0).tolist(),
+        "max": v.max(axis=0).tolist(),
+        "mean": v.mean(axis=0).tolist(),
+        "std": v.std(axis=0).tolist(),
+    }
+    for p in STAT_PERCENTILES:
+        out[f"p{p:02d}"] = np.percentile(v, p, axis=0).tolist()
+    return out
+
+
+def generate(
+    out: str | Path,
+    episodes: int,
+    seed0: int = 0,
+    workers: int = 1,
+    episodes_per_shard: int = 50,
+    sim_config: dict[str, Any] | None = None,
+    max_attempts: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate ``episodes`` successful expert episodes into ``out``; returns the generation summary."""
+    from tqdm import tqdm
+
+    from fast_dvla_ros.sim import scene
+    from fast_dvla_ros.sim.conveyor_env import SimConfig
+    from fast_dvla_ros.sim.expert import ExpertConfig
+
+    if episodes < 1:
+        raise ValueError("episodes must be >= 1")
+    if episodes_per_shard < 1:
+        raise ValueError("episodes_per_shard must be >= 1")
+    cfg = SimConfig.from_dict(sim_config or {})
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if any(out.glob("shard_*.npz")) or (out / "meta.json").exists():
+        raise FileExistsError(f"{out} already holds demonstrations; choose an empty directory")
+    max_attempts = max_attempts or int(episodes * 1.5) + 10
+    seeds = range(seed0, seed0 + max_attempts)
+
+    kept: list[EpisodeRecord] = []
+    shards: list[dict[str, Any]] = []
+    all_actions: list[np.ndarray] = []
+    all_proprio: list[np.ndarray] = []
+    failures: Counter[str] = Counter()
+    n_kept = attempts = frames = 0
+    t0 = time.perf_counter()
+    bar = tqdm(total=episodes, desc="expert demos", unit="ep", disable=not progress, dynamic_ncols=True)
+    gen = _episodes(cfg.to_dict(), seeds, workers)
+    try:
+        for rec in gen:
+            attempts += 1
+            if not rec.success:
+                failures[rec.failure_cause] += 1
+            else:
+                kept.append(rec)
+                all_actions.append(rec.actions)
+                all_proprio.append(rec.proprio)
+                n_kept += 1
+                bar.update(1)
+                if len(kept) == episodes_per_shard or n_kept == episodes:
+                    name = f"shard_{len(shards):05d}.npz"
+                    n = _write_shard(out / name, kept, n_kept - len(kept))
+                    shards.append({"file": name, "episodes": len(kept), "frames": n})
+                    frames += n
+                    kept = []
+            bar.set_postfix(kept=f"{n_kept}/{attempts}")
+            if n_kept == episodes:
+                break
+    finally:
+        gen.close()
+        bar.close()
+    wall = time.perf_counter() - t0
+    if n_kept == 0:
+        raise RuntimeError(f"the expert succeeded in none of {attempts} episodes; failures: {dict(failures)}")
+
+    action_names = list(scene.ACTION_NAMES)
+    stats = {
+        "action_names": action_names,
+        "proprio_names": list(PROPRIO_NAMES),
+        "actions": dimension_stats(np.concatenate(all_actions), action_names),
+        "proprio": dimension_stats(np.concatenate(all_proprio), PROPRIO_NAMES),
+    }
+    summary = {
+        "episodes_kept": n_kept,
+        "episodes_attempted": attempts,
+        "expert_success_rate": n_kept / attempts,
+        "failure_causes": dict(failures),
+        "frames": frames,
+        "mean_episode_length": frames / n_kept,
+        "wall_s": wall,
+        "episodes_per_min": attempts / wall * 60.0,
+        "workers": workers,
+    }
+    meta = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "image_size": cfg.image_size,
+        "image_key": "images",
+        "wrist_images": cfg.wrist_camera,
+        "control_hz": 30,
+        "action_names": action_names,
+        "proprio_names": list(PROPRIO_NAMES),
+        "action_convention": "7 absolute joint position targets (rad) + gripper opening width (m, 0..0.08)",
+        "num_episodes": n_kept,
+        "num_frames": frames,
+        "seed0": seed0,
+        "shards": shards,
+        "sim_config": cfg.to_dict(),
+        "expert_config": asdict(ExpertConfig()),
+        "generation": summary,
+    }
+    (out / "stats.json").write_text(json.dumps(stats, indent=2))
+    (out / "meta.json").write_text(json.dumps(meta, indent=2))  # written last: marks a complete set
+    return summary
+
+
+# ------------------------------------------------------------------------------------------------
+# loading
+# ------------------------------------------------------------------------------------------------
+def _read_meta(root: Path) -> dict[str, Any]:
+    meta_path = root / "meta.json"
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{root} has no meta.json: not a (complete) demonstration directory")
+    meta = json.loads(meta_path.read_text())
+    if meta.get("format") != FORMAT_NAME or meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{meta_path}: format {meta.get('format')!r} v{meta.get('format_version')}, "
+            f"this loader reads {FORMAT_NAME!r} v{FORMAT_VERSION}"
+        )
+    return meta
+
+
+def load_demo_arrays(root: str | Path) -> dict[str, Any]:
+    """All shards of a demonstration directory as contiguous arrays (frames of all episodes).
+
+    Keys: ``images`` uint8 [N,S,S,3], ``proprio`` float32 [N,8], ``actions`` float32 [N,8],
+    ``episode`` int64 [N], ``step`` int32 [N], ``instructions`` list[str] per frame,
+    ``episode_instructions`` dict id -> str, ``episode_info`` list of per-episode dicts,
+    ``stats`` (stats.json) and ``meta`` (meta.json). ``wrist_images`` when recorded.
+    """
+    root = Path(root)
+    meta = _read_meta(root)
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "proprio", "actions", "episode", "step")}
+    wrist: list[np.ndarray] = []
+    episode_info: list[dict[str, Any]] = []
+    for shard in meta["shards"]:
+        with np.load(root / shard["file"], allow_pickle=False) as z:
+            for k in parts:
+                parts[k].append(z[k])
+            if "wrist_images" in z.files:
+                wrist.append(z["wrist_images"])
+            for i, ep in enumerate(z["episode_ids"].tolist()):
+                episode_info.append(
+                    {
+                        "episode": int(ep),
+                        "instruction": str(z["instructions"][i]),
+                        "seed": int(z["seeds"][i]),
+                        "length": int(z["lengths"][i]),
+                        "belt_speed": float(z["belt_speed"][i]),
+                        "lateral_offset": float(z["lateral_offset"][i]),
+                        "block_color": str(z["block_color"][i]),
+                    }
+                )
+    arrays: dict[str, Any] = {k: np.concatenate(v) for k, v in parts.items()}
+    if len(arrays["actions"]) != meta["num_frames"]:
+        raise ValueError(f"{root}: shards hold {len(arrays['actions'])} frames, meta.json says {meta['num_frames']}")
+    by_id = {e["episode"]: e["instruction"] for e in episode_info}
+    arrays["instructions"] = [by_id[int(e)] for e in arrays["episode"]]
+    arrays["episode_instructions"] = by_id
+    arrays["episode_info"] = episode_info
+    if wrist:
+        arrays["wrist_images"] = np.concatenate(wrist)
+    arrays["stats"] = json.loads((root / "stats.json").read_text())
+    arrays["meta"] = meta
+    return arrays
+
+
+class DemoSample(NamedTuple):
+    """One training sample; a NamedTuple so torch's default_collate batches it field by field."""
+
+    image: np.ndarray  # uint8 [S, S, 3]
+    proprio: np.ndarray  # float32 [8]
+    instruction: str
+    actions: np.ndarray  # float32 [H, 8]: actions t .. t+H-1, padded with the episode's last action
+    is_pad: np.ndarray  # bool [H]: True where the chunk ran past the end of the episode
+
+
+class DemoDataset:
+    """Map-style dataset over every frame of a demonstration directory (works with torch DataLoader).
+
+    Sample ``i`` is frame ``t`` of some episode with the action chunk that starts at ``t``. Past
+    the end of the episode the chunk repeats the last action (the arm holds still), and ``is_pad``
+    marks those positions so a trainer can down-weight them.
+    """
+
+    def __init__(self, root: str | Path, horizon: int = 8, episodes: list[int] | None = None) -> None:
+        if horizon < 1:
+            raise ValueError("horizon must be >= 1")
+        data = load_demo_arrays(root)
+        self.horizon = horizon
+        self.meta: dict[str, Any] = data["meta"]
+        self.stats: dict[str, Any] = data["stats"]
+        self.episode_info: list[dict[str, Any]] = data["episode_info"]
+        self.images: np.ndarray = data["images"]
+        self.proprio: np.ndarray = data["proprio"]
+        self.actions: np.ndarray = data["actions"]
+        self.episode: np.ndarray = data["episode"]
+        self._instructions: dict[int, str] = data["episode_instructions"]
+        # last frame index of each frame's episode (frames of an episode are contiguous)
+        change = np.flatnonzero(np.diff(self.episode)) + 1
+        starts = np.r_[0, change]
+        ends = np.r_[change, len(self.episode)] - 1
+        self._last = np.repeat(ends, ends - starts + 1)
+        keep = np.ones(len(self.episode), bool) if episodes is None else np.isin(self.episode, episodes)
+        self._frames = np.flatnonzero(keep)
+        if self._frames.size == 0:
+            raise ValueError(f"no frames for episodes {episodes}")
+
+    @property
+    def action_names(self) -> list[str]:
+        return list(self.meta["action_names"])
+
+    @property
+    def num_episodes(self) -> int:
+        return len(np.unique(self.episode[self._frames]))
+
+    def __len__(self) -> int:
+        return int(self._frames.size)
+
+    def __getitem__(self, index: int) -> DemoSample:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} samples")
+        f = int(self._frames[index])
+        rows = f + np.arange(self.horizon)
+        last = int(self._last[f])
+        is_pad = rows > last
+        return DemoSample(
+            image=self.images[f],
+            proprio=self.proprio[f],
+            instruction=self._instructions[int(self.episode[f])],
+            actions=self.actions[np.minimum(rows, last)],
+            is_pad=is_pad,
+        )
+
+
+# ------------------------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Generate scripted-expert demonstrations in the conveyor simulator.")
+    p.add_argument("--episodes", type=int, required=True, help="successful episodes to keep")
+    p.add_argument("--out", type=Path, required=True, help="output directory (must not hold demos yet)")
+    p.add_argument("--seed0", type=int, default=0, help="first episode seed")
+    p.add_argument("--workers", type=int, default=1, help="parallel simulator processes")
+    p.add_argument("--episodes-per-shard", type=int, default=50)
+    p.add_argument("--image-size", type=int, default=None, help="scene camera size (px); default: SimConfig's")
+    p.add_argument("--sim-config", type=Path, default=None, help="JSON file with SimConfig fields")
+    p.add_argument("--no-progress", action="store_true")
+    a = p.parse_args(argv)
+    sim = json.loads(a.sim_config.read_text()) if a.sim_config else {}
+    if a.image_size is not None:
+        sim["image_size"] = a.image_size
+    summary = generate(
+        a.out,
+        a.episodes,
+        seed0=a.seed0,
+        workers=a.workers,
+        episodes_per_shard=a.episodes_per_shard,
+        sim_config=sim,
+        progress=not a.no_progress,
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
