@@ -1,0 +1,105 @@
+"""Expert demonstrations: generate two tiny episodes, read them back, check shapes and stats."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fast_dvla_ros.train.demos import DemoDataset, generate, load_demo_arrays
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demos")
+    summary = generate(out, episodes=2, seed0=3, episodes_per_shard=1, sim_config={"image_size": 32}, progress=False)
+    return out, summary
+
+
+def test_generated_files_and_meta(demo_dir):
+    out, summary = demo_dir
+    assert sorted(p.name for p in out.iterdir()) == ["meta.json", "shard_00000.npz", "shard_00001.npz", "stats.json"]
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["num_episodes"] == 2 == summary["episodes_kept"]
+    assert meta["image_size"] == 32 and len(meta["action_names"]) == 8
+    assert meta["num_frames"] == sum(s["frames"] for s in meta["shards"]) == summary["frames"]
+    assert 60 < summary["mean_episode_length"] < 300
+
+
+def test_arrays_round_trip(demo_dir):
+    out, _ = demo_dir
+    a = load_demo_arrays(out)
+    n = a["meta"]["num_frames"]
+    assert a["images"].shape == (n, 32, 32, 3) and a["images"].dtype == np.uint8
+    assert a["proprio"].shape == (n, 8) and a["proprio"].dtype == np.float32
+    assert a["actions"].shape == (n, 8) and a["actions"].dtype == np.float32
+    assert len(a["instructions"]) == n and "block" in a["instructions"][0]
+    assert sorted(np.unique(a["episode"]).tolist()) == [0, 1]
+    assert [e["seed"] for e in a["episode_info"]] == [3, 4]
+    # steps restart at 0 for each episode and count up by one
+    for ep in (0, 1):
+        steps = a["step"][a["episode"] == ep]
+        np.testing.assert_array_equal(steps, np.arange(len(steps)))
+    # the expert's actions are smooth and gripper widths in range
+    assert np.all((a["actions"][:, 7] >= 0) & (a["actions"][:, 7] <= 0.08))
+    jumps = np.abs(np.diff(a["actions"][a["episode"] == 0, :7], axis=0))
+    assert jumps.max() < 0.06
+    # the gripper closes and opens again in every episode (a pick and a release)
+    for ep in (0, 1):
+        w = a["actions"][a["episode"] == ep, 7]
+        assert w.min() == 0.0 and w[0] == pytest.approx(0.08) and w[-1] == pytest.approx(0.08)
+
+
+def test_stats_match_data(demo_dir):
+    out, _ = demo_dir
+    a = load_demo_arrays(out)
+    stats = a["stats"]
+    for key, values in (("actions", a["actions"]), ("proprio", a["proprio"])):
+        s = stats[key]
+        np.testing.assert_allclose(s["min"], values.min(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(s["max"], values.max(axis=0), rtol=1e-6)
+        np.testing.assert_allclose(s["mean"], values.astype(np.float64).mean(axis=0), rtol=1e-5, atol=1e-7)
+        assert np.all(np.asarray(s["p01"]) <= np.asarray(s["p50"])) and np.all(np.asarray(s["p50"]) <= s["p99"])
+        assert s["count"] == len(values)
+    assert stats["action_names"] == a["meta"]["action_names"]
+
+
+def test_dataset_chunks_are_padded_with_the_last_action(demo_dir):
+    out, _ = demo_dir
+    ds = DemoDataset(out, horizon=8)
+    a = load_demo_arrays(out)
+    assert len(ds) == len(a["actions"]) and ds.num_episodes == 2
+    sample = ds[0]
+    assert sample.image.shape == (32, 32, 3) and sample.proprio.shape == (8,)
+    assert sample.actions.shape == (8, 8) and not sample.is_pad.any()
+    np.testing.assert_array_equal(sample.actions, a["actions"][:8])
+    last0 = int(np.flatnonzero(a["episode"] == 0)[-1])
+    tail = ds[last0 - 2]  # three real actions, then five copies of the last one
+    np.testing.assert_array_equal(tail.is_pad, [False] * 3 + [True] * 5)
+    np.testing.assert_array_equal(tail.actions[3:], np.repeat(a["actions"][last0][None], 5, axis=0))
+    assert ds[last0 + 1].instruction == a["instructions"][last0 + 1]  # first frame of episode 1
+    only1 = DemoDataset(out, horizon=4, episodes=[1])
+    assert len(only1) == int((a["episode"] == 1).sum())
+    with pytest.raises(IndexError):
+        ds[len(ds)]
+
+
+def test_refuses_to_overwrite_and_rejects_foreign_dirs(demo_dir, tmp_path):
+    out, _ = demo_dir
+    with pytest.raises(FileExistsError):
+        generate(out, episodes=1, progress=False)
+    with pytest.raises(FileNotFoundError):
+        load_demo_arrays(tmp_path)
+    (tmp_path / "meta.json").write_text(json.dumps({"format": "lerobot", "format_version": 3}))
+    with pytest.raises(ValueError, match="format"):
+        load_demo_arrays(tmp_path)
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_data_as_one_process(tmp_path):
+    generate(tmp_path / "one", episodes=2, sim_config={"image_size": 24}, progress=False)
+    generate(tmp_path / "two", episodes=2, workers=2, sim_config={"image_size": 24}, progress=False)
+    a, b = load_demo_arrays(tmp_path / "one"), load_demo_arrays(tmp_path / "two")
+    for key in ("images", "proprio", "actions", "episode"):
+        np.testing.assert_array_equal(a[key], b[key])
