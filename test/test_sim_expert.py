@@ -41,3 +41,29 @@ def test_grasp_yaw_folds_cube_symmetry():
         # the finger axis is a face normal of the block: difference is a multiple of pi/2
         k = (g - np.pi / 2 - yaw) / (np.pi / 2)
         assert abs(k - round(k)) < 1e-9
+
+
+def test_opening_the_hand_mid_air_is_reported_as_dropped():
+    env = ConveyorPickEnv(SimConfig(image_size=16))
+    expert = ScriptedExpert()
+    try:
+        obs, info = env.reset(seed=2)
+        expert.reset(obs, info)
+        for _ in range(300):
+            action = expert.act(obs, info)
+            if expert.phase is Phase.TRANSFER and env.grasp_pose()[0][0] < 0.36:  # between belt and bin
+                break
+            obs, _, terminated, truncated, info = env.step(action)
+            assert not (terminated or truncated), info["failure_cause"]
+        assert info["grasped"]
+        q, _ = env.command
+        env.set_command(q, 0.08)  # let go over the floor
+        for _ in range(60):
+            env.advance(0.05)
+            if env.episode_status().done:
+                break
+        status = env.episode_status()
+        assert status.done and not status.success and status.failure_cause == "dropped"
+    finally:
+        expert.close()
+        env.close()
