@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from fast_dvla_ros.sim import scene
 from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
 from fast_dvla_ros.sim.expert import Phase, ScriptedExpert, grasp_yaw
 
@@ -64,6 +65,29 @@ def test_opening_the_hand_mid_air_is_reported_as_dropped():
                 break
         status = env.episode_status()
         assert status.done and not status.success and status.failure_cause == "dropped"
+    finally:
+        expert.close()
+        env.close()
+
+
+def test_without_termination_the_expert_returns_home_and_success_stays_latched():
+    env = ConveyorPickEnv(SimConfig(image_size=16, terminate_on_success=False, episode_time_limit=7.0))
+    expert = ScriptedExpert()
+    try:
+        obs, info = env.reset(seed=4)
+        expert.reset(obs, info)
+        rewards = []
+        for _ in range(400):
+            obs, reward, terminated, truncated, info = env.step(expert.act(obs, info))
+            rewards.append(reward)
+            if terminated or truncated:
+                break
+        assert truncated and not terminated
+        assert info["success"] and info["failure_cause"] == ""
+        assert sum(rewards) == 1.0  # paid once, on the landing step
+        assert expert.phase is Phase.RETREAT
+        home, _ = expert._kin.forward(scene.HOME_JOINTS)
+        assert np.linalg.norm(env.grasp_pose()[0] - home) < 0.03
     finally:
         expert.close()
         env.close()

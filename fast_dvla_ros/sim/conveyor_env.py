@@ -52,6 +52,7 @@ class EpisodeStatus:
     failure_cause: str = ""  # "" while running or on success; else one of FAILURE_CAUSES
     time_s: float = 0.0
     grasped: bool = False  # the block was lifted off the belt in the hand at some point
+    truncated: bool = False  # ended by the time limit (Gymnasium's "truncated", not a terminal state)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,6 +90,7 @@ class ConveyorPickEnv:
         self._robot = -1
         self._block = -1
         self._status = EpisodeStatus()
+        self._rewarded = False
         self._cmd_q = scene.HOME_JOINTS.copy()
         self._cmd_w = scene.GRIPPER_MAX
         self._pending_time = 0.0
@@ -133,6 +135,7 @@ class ConveyorPickEnv:
             c, cfg.block_size, cfg.block_mass, rgba, (self.lateral_offset, spawn_y, z), yaw
         )
         self._status = EpisodeStatus()
+        self._rewarded = False
         self._pending_time = 0.0
         self._substeps = 0
         self._steps = 0
@@ -156,8 +159,10 @@ class ConveyorPickEnv:
         if self.config.wrist_camera:
             obs["wrist_image"] = self.render_wrist()
         st = self._status
-        reward = 1.0 if st.success else 0.0
-        truncated = st.done and st.failure_cause == "timeout"
+        # Sparse reward, paid once on the step the block lands in the bin.
+        reward = 1.0 if st.success and not self._rewarded else 0.0
+        self._rewarded = self._rewarded or st.success
+        truncated = st.done and st.truncated
         terminated = st.done and not truncated
         return obs, reward, terminated, truncated, self._info()
 
@@ -335,10 +340,13 @@ class ConveyorPickEnv:
         if touching and z - half > scene.BELT.top + _LIFT_HEIGHT:
             st.grasped = True
         in_bin = scene.BIN_INNER.contains_xy(x, y) and z < scene.BIN_WALL_HEIGHT
+        if st.success:  # terminate_on_success=False: keep simulating until the time limit
+            if st.time_s >= self.config.episode_time_limit - 1e-9:
+                st.done = st.truncated = True
+            return
         if in_bin and not touching:
-            st.done, st.success = True, True
-            if not self.config.terminate_on_success:
-                st.done = False
+            st.success = True
+            st.done = self.config.terminate_on_success
             return
         if z < scene.BELT.top - 0.01 and not touching and not in_bin:
             st.done = True
@@ -350,7 +358,7 @@ class ConveyorPickEnv:
                 st.failure_cause = "knocked_off"
             return
         if st.time_s >= self.config.episode_time_limit - 1e-9:
-            st.done, st.failure_cause = True, "timeout"
+            st.done, st.truncated, st.failure_cause = True, True, "timeout"
 
     def _info(self) -> dict[str, Any]:
         st = self._status
@@ -359,6 +367,7 @@ class ConveyorPickEnv:
             "success": st.success,
             "failure_cause": st.failure_cause,
             "done": st.done,
+            "truncated": st.truncated,
             "grasped": st.grasped,
             "time_s": self._substeps * _DT,
             "step": self._steps,

@@ -93,6 +93,7 @@ class ScriptedExpert:
     def __init__(self, config: ExpertConfig | None = None) -> None:
         self.config = config or ExpertConfig()
         self._kin = PandaKinematics()
+        self._home_pos, _ = self._kin.forward(scene.HOME_JOINTS)
         self.phase = Phase.APPROACH
         self._q_cmd = scene.HOME_JOINTS.copy()
         self._sp = np.zeros(3)
@@ -189,8 +190,12 @@ class ScriptedExpert:
             self._grip = scene.GRIPPER_MAX
             if self._phase_steps >= cfg.release_steps:
                 self._enter(Phase.RETREAT)
-        elif self.phase is Phase.RETREAT:
-            goal = np.array([scene.BIN_CENTER[0], scene.BIN_CENTER[1], cfg.carry_height + 0.08])
+        elif self.phase is Phase.RETREAT:  # straight up out of the bin, then back to the home pose
+            if self._phase_steps * _DT < 0.25:
+                goal = np.array([scene.BIN_CENTER[0], scene.BIN_CENTER[1], cfg.carry_height])
+            else:
+                goal = self._home_pos.copy()
+                yaw_goal = math.pi / 2
             speed = cfg.lift_speed
 
         self._sp = _move_towards(self._sp, goal, speed * _DT)
