@@ -1,0 +1,182 @@
+"""Pieces shared by conveyor_picking.launch.py (robot) and sim_conveyor.launch.py (simulator).
+
+Not a launch file itself (``ros2 launch`` lists only ``*.launch.py``); the two launch files import
+it from their own folder. Both graphs run the same policy and executor nodes with the same
+parameter file; they differ only in what produces images and joint states and consumes commands.
+
+Topic wiring (CONTRACTS.md: the nodes use private ``~/`` names, remapped here):
+
+    camera/sim image ─> policy ~/image            policy ~/action_chunk ─> <action_chunk_topic>
+    joint states     ─> policy ~/joint_states     <action_chunk_topic>  ─> executor ~/action_chunk
+    <instruction_topic> ─> policy ~/instruction   executor ~/joint_trajectory ─> controller / sim
+                                                  executor ~/gripper_command  ─> gripper / sim
+
+Relative topic names resolve inside the ``namespace`` argument, like the robot's own topics.
+"""
+
+from __future__ import annotations
+
+from launch.actions import DeclareLaunchArgument, ExecuteProcess, LogInfo
+from launch.conditions import IfCondition
+from launch.launch_context import LaunchContext
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch_ros.actions import Node
+from launch_ros.substitutions import FindPackageShare
+
+from fast_dvla_ros.bag.record_command import ros2_bag_record_command, timestamped_bag_dir
+
+PACKAGE = "fast_dvla_ros"
+POLICY_NODE = "fast_dvla_policy"
+EXECUTOR_NODE = "chunk_executor"
+
+
+def default_params_file() -> PathJoinSubstitution:
+    """config/conveyor_picking.yaml as installed in share/fast_dvla_ros."""
+    return PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "conveyor_picking.yaml"])
+
+
+def policy_executor_arguments(
+    *, image_topic: str, policy_joint_states: str, executor_joint_states: str, trajectory_topic: str, gripper_topic: str
+) -> list[DeclareLaunchArgument]:
+    """Arguments of the policy/executor half; defaults differ between robot and simulator."""
+    return [
+        DeclareLaunchArgument(
+            "namespace",
+            default_value="",
+            description="ROS namespace of every node started here (and of relative topic names below)",
+        ),
+        DeclareLaunchArgument(
+            "params_file",
+            default_value=default_params_file(),
+            description="Parameter file of the policy, executor (and simulator) nodes",
+        ),
+        DeclareLaunchArgument(
+            "start_policy",
+            default_value="true",
+            description="Run the policy node here (false: it runs on another machine, same ROS_DOMAIN_ID)",
+        ),
+        DeclareLaunchArgument(
+            "start_executor",
+            default_value="true",
+            description="Run the executor node here (false: it runs on another machine, same ROS_DOMAIN_ID)",
+        ),
+        DeclareLaunchArgument(
+            "image_topic",
+            default_value=image_topic,
+            description="sensor_msgs/Image the policy sees (its .../compressed twin is used when published)",
+        ),
+        DeclareLaunchArgument(
+            "policy_joint_states_topic",
+            default_value=policy_joint_states,
+            description="JointState with arm and gripper for the policy's proprioception",
+        ),
+        DeclareLaunchArgument(
+            "executor_joint_states_topic",
+            default_value=executor_joint_states,
+            description="JointState of the arm for the executor (the fastest source available)",
+        ),
+        DeclareLaunchArgument(
+            "instruction_topic",
+            default_value="fast_dvla/instruction",
+            description="std_msgs/String task instruction (transient local: publish it once)",
+        ),
+        DeclareLaunchArgument(
+            "action_chunk_topic",
+            default_value="fast_dvla/action_chunk",
+            description="ActionChunk topic between policy and executor (must match on both machines)",
+        ),
+        DeclareLaunchArgument(
+            "trajectory_topic",
+            default_value=trajectory_topic,
+            description="trajectory_msgs/JointTrajectory the executor streams to",
+        ),
+        DeclareLaunchArgument(
+            "gripper_command_topic",
+            default_value=gripper_topic,
+            description="std_msgs/Float64 gripper width command (m) of the executor",
+        ),
+        DeclareLaunchArgument("log_level", default_value="info", description="Log level of the fast_dvla_ros nodes"),
+        DeclareLaunchArgument(
+            "record",
+            default_value="false",
+            description="Record the run with 'ros2 bag record -s mcap' into <bag_dir>/fast_dvla_<UTC time>",
+        ),
+        DeclareLaunchArgument(
+            "bag_dir", default_value="bags", description="Folder that receives one timestamped bag per launch"
+        ),
+        DeclareLaunchArgument(
+            "record_images",
+            default_value="false",
+            description="Also record the camera images (large: about 2 MB/s at 30 Hz and 128 px)",
+        ),
+    ]
+
+
+def policy_and_executor_nodes() -> list[Node]:
+    """The policy and executor nodes, each behind its start_* argument."""
+    ns = LaunchConfiguration("namespace")
+    params = LaunchConfiguration("params_file")
+    log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
+    policy = Node(
+        package=PACKAGE,
+        executable="policy_node",
+        name=POLICY_NODE,
+        namespace=ns,
+        parameters=[params],
+        remappings=[
+            ("~/image", LaunchConfiguration("image_topic")),
+            ("~/image/compressed", [LaunchConfiguration("image_topic"), "/compressed"]),
+            ("~/joint_states", LaunchConfiguration("policy_joint_states_topic")),
+            ("~/instruction", LaunchConfiguration("instruction_topic")),
+            ("~/action_chunk", LaunchConfiguration("action_chunk_topic")),
+        ],
+        arguments=log_args,
+        output="screen",
+        emulate_tty=True,
+        condition=IfCondition(LaunchConfiguration("start_policy")),
+    )
+    executor = Node(
+        package=PACKAGE,
+        executable="executor_node",
+        name=EXECUTOR_NODE,
+        namespace=ns,
+        parameters=[params],
+        remappings=[
+            ("~/action_chunk", LaunchConfiguration("action_chunk_topic")),
+            ("~/joint_states", LaunchConfiguration("executor_joint_states_topic")),
+            ("~/joint_trajectory", LaunchConfiguration("trajectory_topic")),
+            ("~/gripper_command", LaunchConfiguration("gripper_command_topic")),
+        ],
+        arguments=log_args,
+        output="screen",
+        emulate_tty=True,
+        condition=IfCondition(LaunchConfiguration("start_executor")),
+    )
+    return [policy, executor]
+
+
+def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
+    """``ros2 bag record`` of the run's topics (for an OpaqueFunction; needs resolved arguments)."""
+    if LaunchConfiguration("record").perform(context).lower() not in ("true", "1", "yes"):
+        return []
+    ns = LaunchConfiguration("namespace").perform(context)
+    topics = [
+        LaunchConfiguration(name).perform(context)
+        for name in (
+            "action_chunk_topic",
+            "trajectory_topic",
+            "gripper_command_topic",
+            "instruction_topic",
+            "policy_joint_states_topic",
+            "executor_joint_states_topic",
+        )
+    ]
+    topics += [f"{EXECUTOR_NODE}/status", "/diagnostics", *extra_topics]
+    if LaunchConfiguration("record_images").perform(context).lower() in ("true", "1", "yes"):
+        topics.append(LaunchConfiguration("image_topic").perform(context))
+    out = timestamped_bag_dir(LaunchConfiguration("bag_dir").perform(context))
+    cmd = ros2_bag_record_command(out, topics, ns)
+    return [
+        LogInfo(msg=f"recording to {out}; evaluate with: fast-dvla-eval {out}"),
+        ExecuteProcess(cmd=cmd, output="screen", sigterm_timeout="10"),
+    ]
