@@ -64,9 +64,7 @@ class TopicSpec:
             try:
                 qos = QosChoice(qos_text)
             except ValueError:
-                raise RecorderError(
-                    f"unknown QoS {qos_text!r}; use one of {[c.value for c in QosChoice]}"
-                ) from None
+                raise RecorderError(f"unknown QoS {qos_text!r}; use one of {[c.value for c in QosChoice]}") from None
         name, _, msgtype = text.partition(":")
         if not name.startswith("/"):
             raise RecorderError(f"topic names must be absolute (start with '/'): {name!r}")

@@ -92,9 +92,7 @@ def to_bag_qos(profile: QoSProfile) -> Qos:
     return Qos(
         QosHistory.KEEP_LAST if profile.history != HistoryPolicy.KEEP_ALL else QosHistory.KEEP_ALL,
         int(profile.depth),
-        QosReliability.BEST_EFFORT
-        if profile.reliability == ReliabilityPolicy.BEST_EFFORT
-        else QosReliability.RELIABLE,
+        QosReliability.BEST_EFFORT if profile.reliability == ReliabilityPolicy.BEST_EFFORT else QosReliability.RELIABLE,
         QosDurability.TRANSIENT_LOCAL
         if profile.durability == DurabilityPolicy.TRANSIENT_LOCAL
         else QosDurability.VOLATILE,

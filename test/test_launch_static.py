@@ -1,0 +1,235 @@
+"""Static checks of launch/ and the controller configs, runnable without ROS' launch packages.
+
+The launch files are parsed with ``ast`` (``launch``/``launch_ros`` are not installable here), so
+these tests catch what would otherwise surface only on a robot: an executable CMake does not
+install, a parameter file that does not exist, an argument used but never declared (a typo
+fails only when that code path runs), an argument without a description, or a controller
+config naming the wrong joints.
+"""
+
+from __future__ import annotations
+
+import ast
+import configparser
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH = ROOT / "launch"
+LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
+COMMON = LAUNCH / "fast_dvla_common.py"
+PACKAGE = "fast_dvla_ros"
+NODE_PARAMS = ROOT / "config" / "conveyor_picking.yaml"
+
+
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def _calls(tree: ast.AST, name: str) -> list[ast.Call]:
+    """Every call of ``name(...)`` or ``x.name(...)``."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+            if called == name:
+                found.append(node)
+    return found
+
+
+def _keyword(call: ast.Call, name: str) -> ast.expr | None:
+    return next((k.value for k in call.keywords if k.arg == name), None)
+
+
+def _const(node: ast.expr | None, constants: dict[str, str]) -> str | None:
+    """A string literal, an f-string of known module constants, or a known module constant."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.Name):
+        return constants.get(node.id)
+    if isinstance(node, ast.JoinedStr):
+        parts = [_const(v.value if isinstance(v, ast.FormattedValue) else v, constants) for v in node.values]
+        return None if None in parts else "".join(parts)
+    return None
+
+
+def _module_constants(tree: ast.Module) -> dict[str, str]:
+    out = {}
+    for node in tree.body:
+        if (
+            isinstance(node, ast.Assign)
+            and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, str)
+        ):
+            out[node.targets[0].id] = node.value.value
+    return out
+
+
+def _constants_for(path: Path) -> dict[str, str]:
+    return {**_module_constants(_tree(COMMON)), **_module_constants(_tree(path))}
+
+
+def _declared(tree: ast.AST, constants: dict[str, str]) -> dict[str, ast.Call]:
+    return {_const(c.args[0], constants): c for c in _calls(tree, "DeclareLaunchArgument") if c.args}
+
+
+def _loop_values(tree: ast.AST) -> dict[str, list[str]]:
+    """Loop variables iterating over literal string tuples: ``for name in ("a", "b")``."""
+    values: dict[str, list[str]] = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, (ast.For, ast.comprehension))
+            and isinstance(node.target, ast.Name)
+            and isinstance(node.iter, (ast.Tuple, ast.List))
+        ):
+            items = [_const(e, {}) for e in node.iter.elts]
+            if None not in items:
+                values.setdefault(node.target.id, []).extend(items)
+    return values
+
+
+def _used(tree: ast.AST, constants: dict[str, str]) -> set[str]:
+    """Argument names read with LaunchConfiguration(...); None marks one that cannot be resolved."""
+    loops = _loop_values(tree)
+    used: set[str | None] = set()
+    for call in _calls(tree, "LaunchConfiguration"):
+        arg = call.args[0] if call.args else None
+        if isinstance(arg, ast.Name) and arg.id in loops:
+            used.update(loops[arg.id])
+        else:
+            used.add(_const(arg, constants))
+    return used
+
+
+def _installed_programs() -> set[str]:
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    block = re.search(r"install\(PROGRAMS(.*?)DESTINATION lib/\$\{PROJECT_NAME\}\)", cmake, re.S)
+    assert block, "CMakeLists.txt installs no programs to lib/${PROJECT_NAME}"
+    return {Path(p).name for p in block.group(1).split()}
+
+
+def _console_scripts() -> dict[str, str]:
+    cfg = configparser.ConfigParser()
+    cfg.read(ROOT / "setup.cfg")
+    lines = cfg["options.entry_points"]["console_scripts"].strip().splitlines()
+    return dict(tuple(part.strip() for part in line.split("=", 1)) for line in lines if "=" in line)
+
+
+def _executables(path: Path) -> list[str]:
+    constants = _constants_for(path)
+    found = []
+    for tree in (_tree(path), _tree(COMMON)):
+        for call in _calls(tree, "Node"):
+            package = _const(_keyword(call, "package"), constants)
+            executable = _const(_keyword(call, "executable"), constants)
+            if package == PACKAGE:
+                assert executable, f"{path.name}: a {PACKAGE} Node without a literal executable"
+                found.append(executable)
+    return found
+
+
+def test_there_are_a_robot_and_a_sim_launch_file() -> None:
+    assert {p.name for p in LAUNCH_FILES} == {"conveyor_picking.launch.py", "sim_conveyor.launch.py"}
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_executable_is_installed_and_has_a_console_script(path: Path) -> None:
+    executables = _executables(path)
+    expected = {"conveyor_picking.launch.py": {"policy_node", "executor_node"}}.get(
+        path.name, {"policy_node", "executor_node", "sim_node"}
+    )
+    assert set(executables) == expected
+    installed = _installed_programs()
+    scripts = _console_scripts()
+    for exe in executables:
+        assert exe in installed, f"{exe} is not installed by CMakeLists.txt to lib/fast_dvla_ros"
+        wrapper = (ROOT / "scripts" / exe).read_text()
+        module = re.search(r"from (fast_dvla_ros\.[\w.]+) import main", wrapper)
+        assert module, f"scripts/{exe} does not call a fast_dvla_ros main()"
+        targets = set(scripts.values())
+        assert f"{module.group(1)}:main" in targets, f"no console script runs {module.group(1)}:main"
+
+
+@pytest.mark.parametrize("path", LAUNCH_FILES, ids=lambda p: p.name)
+def test_every_argument_is_declared_with_a_description(path: Path) -> None:
+    constants = _constants_for(path)
+    declared = {**_declared(_tree(COMMON), constants), **_declared(_tree(path), constants)}
+    assert None not in declared, "an argument name is not a literal"
+    for name, call in declared.items():
+        description = _const(_keyword(call, "description"), constants)
+        assert description and len(description) > 15, f"{path.name}: argument {name!r} lacks a real description"
+        assert _keyword(call, "default_value") is not None, f"{path.name}: argument {name!r} has no default"
+    used = _used(_tree(path), constants) | _used(_tree(COMMON), constants)
+    undeclared = used - set(declared)
+    assert not undeclared, f"{path.name} uses undeclared arguments {sorted(undeclared)}"
+
+
+def test_robot_launch_accepts_both_franka_spellings_and_passes_them_through() -> None:
+    path = LAUNCH / "conveyor_picking.launch.py"
+    tree = _tree(path)
+    declared = _declared(tree, _constants_for(path))
+    for arg in ("robot_ip", "robot_type", "arm_id", "use_fake_hardware", "fake_sensor_commands", "load_gripper",
+                "namespace", "camera", "record", "start_policy", "start_executor"):  # fmt: skip
+        assert arg in declared or arg in _declared(_tree(COMMON), {}), arg
+    include = next(c for c in _calls(tree, "IncludeLaunchDescription") if "franka" in ast.unparse(c))
+    passed = {k.value for k in _keyword(include, "launch_arguments").func.value.keys}
+    assert {"robot_type", "arm_id", "robot_ip", "namespace", "use_fake_hardware", "fake_sensor_commands",
+            "load_gripper", "controllers_yaml"} <= passed  # fmt: skip
+    assert "franka.launch.py" in ast.unparse(include)
+    spawner = next(c for c in _calls(tree, "Node") if _const(_keyword(c, "executable"), {}) == "spawner")
+    assert "CONTROLLER" in ast.unparse(_keyword(spawner, "arguments"))
+
+
+def test_every_parameter_file_named_exists() -> None:
+    names = set()
+    for path in [*LAUNCH_FILES, COMMON]:
+        for node in ast.walk(_tree(path)):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".yaml"):
+                names.add(node.value)
+    assert {"conveyor_picking.yaml", "fr3_trajectory_controller.yaml", "panda_trajectory_controller.yaml"} <= names
+    for name in names:
+        if name == NODE_PARAMS.name and not (ROOT / "fast_dvla_ros" / "nodes").is_dir():
+            continue  # written together with the nodes; checked by the parameter tests below
+        assert (ROOT / "config" / name).is_file(), f"config/{name} is named by a launch file but does not exist"
+
+
+def _robot_configs() -> dict[str, str]:
+    tree = _tree(LAUNCH / "conveyor_picking.launch.py")
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "CONTROLLER_CONFIGS":
+            return ast.literal_eval(node.value)
+    raise AssertionError("CONTROLLER_CONFIGS not found")
+
+
+@pytest.mark.parametrize(
+    ("config", "prefix"),
+    [("fr3_trajectory_controller.yaml", "fr3"), ("panda_trajectory_controller.yaml", "fer")],
+)
+def test_controller_configs_parse_and_name_the_right_joints(config: str, prefix: str) -> None:
+    params = yaml.safe_load((ROOT / "config" / config).read_text())["/**"]
+    controller = _module_constants(_tree(LAUNCH / "conveyor_picking.launch.py"))["CONTROLLER"]
+    manager = params["controller_manager"]["ros__parameters"]
+    assert manager[controller]["type"] == "joint_trajectory_controller/JointTrajectoryController"
+    # franka.launch.py spawns these itself from the same file: they must stay declared.
+    assert manager["joint_state_broadcaster"]["type"] == "joint_state_broadcaster/JointStateBroadcaster"
+    assert "franka_robot_state_broadcaster" in manager
+    assert manager["update_rate"] == 1000
+    jtc = params[controller]["ros__parameters"]
+    assert jtc["joints"] == [f"{prefix}_joint{i}" for i in range(1, 8)]
+    assert jtc["command_interfaces"] == ["position"]
+    assert jtc["state_interfaces"] == ["position", "velocity"]
+    assert jtc["allow_nonzero_velocity_at_trajectory_end"] is True
+    assert jtc["interpolation_method"] == "splines"
+    constraints = jtc["constraints"]
+    assert 0 < constraints["stopped_velocity_tolerance"] <= 0.1
+    assert 0 < constraints["goal_time"] < jtc["cmd_timeout"]
+    assert {k for k in constraints if k.startswith(prefix)} == set(jtc["joints"])
+    # the launch file maps franka_ros2 robot types to the config with their joint names
+    types = {"fr3": {"fr3", "fp3", "fr3v2"}, "fer": {"fer", "panda"}}[prefix]
+    assert {t for t, file in _robot_configs().items() if file == config} == types
