@@ -19,6 +19,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import platform
 import statistics
@@ -148,6 +149,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
+    if not args.checkpoint:  # random weights were trained with no mask at all: the mismatch warning is noise
+        logging.getLogger("fast_dvla_ros.core.decoders.base").setLevel(logging.ERROR)
     print(f"# torch {torch.__version__}, {platform.processor() or platform.machine()}, device {device}, "
           f"dtype {args.dtype}, threads {torch.get_num_threads()}, batch {args.batch}, repeats {args.repeats}")
 
