@@ -90,8 +90,9 @@ def chunk_plan() -> list[dict]:
     return [c for c in chunks if c["seq"] != LOST_SEQUENCE]
 
 
-def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0) -> None:
-    """The scenario of the module docstring; ``latency_scale`` makes a slower twin for --compare."""
+def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0, stamp_offset_s: float = 0.0) -> None:
+    """The scenario of the module docstring; ``latency_scale`` makes a slower twin for --compare,
+    ``stamp_offset_s`` puts the chunks' header stamps on another clock (sim time)."""
     store = typestore()
     T = store.types
     rng = np.random.default_rng(seed)
@@ -120,7 +121,7 @@ def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0) -
             tokens_per_forward=16.0,
         )
         msg = T["fast_dvla_ros/msg/ActionChunk"](
-            header=_header(store, c["stamp"]),
+            header=_header(store, c["stamp"] + stamp_offset_s),
             sequence_id=c["seq"],
             action_kind="joint_position",
             joint_names=joint_names,
@@ -186,6 +187,12 @@ def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0) -
     writer.close()
 
 
+def expected_obs_to_command() -> list[float]:
+    """Per chunk: the first command tick after its arrival minus its observation time."""
+    ticks = np.array(command_ticks()) * TICK
+    return [ticks[np.searchsorted(ticks, c["arrival"])] - c["stamp"] for c in chunk_plan()]
+
+
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("eval") / "synthetic"
@@ -239,11 +246,7 @@ def test_decode_latency_per_decoder(analysis: BagAnalysis) -> None:
 
 def test_obs_to_command_latency_matches_construction(analysis: BagAnalysis) -> None:
     o = analysis.obs_to_command
-    ticks = np.array(command_ticks()) * TICK
-    expected = []
-    for c in chunk_plan():
-        first = ticks[np.searchsorted(ticks, c["arrival"])]  # next tick after arrival
-        expected.append(first - c["stamp"])
+    expected = expected_obs_to_command()
     # pipelined: 2 ticks - 1 ms = 65.7 ms; bidirectional: 4 ticks - 1 ms = 132.3 ms; the gap delays three
     assert sorted(o.values_s) == pytest.approx(sorted(expected), abs=1.1e-3)
     assert np.isclose(expected, 2 * TICK - OBS_OFFSET_S).sum() == 22
@@ -331,3 +334,19 @@ def test_bad_input_is_a_clear_error_not_a_crash(tmp_path: Path, capsys: pytest.C
 def test_override_of_wrong_type_is_rejected(bag: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert eval_main([str(bag), "--commands-topic", TOPICS["status"], "--out", str(bag.parent / "x")]) == 2
     assert "needs trajectory_msgs/msg/JointTrajectory" in capsys.readouterr().err
+
+
+def test_chunk_stamps_on_another_clock_are_aligned(tmp_path: Path) -> None:
+    """Sim time in the header (here: 1.7e9 s behind) must not turn latencies into nonsense."""
+    path = tmp_path / "sim_time"
+    write_synthetic_bag(path, stamp_offset_s=-1_700_000_000.0)
+    a = analyze(path)
+    assert any("off the bag's receive clock" in note for note in a.notes)
+    # aligned with arrival - decode latency, the 1 ms transport drops out of obs -> command
+    assert sorted(a.obs_to_command.values_s) == pytest.approx(
+        sorted(e - TRANSPORT_S for e in expected_obs_to_command()), abs=1.1e-3
+    )
+    assert [(s.from_sequence, s.to_sequence) for s in a.discontinuity.above(OFFSET_RAD / 2)] == [
+        (OFFSET_SEQUENCE - 1, OFFSET_SEQUENCE),
+        (OFFSET_SEQUENCE, OFFSET_SEQUENCE + 1),
+    ]

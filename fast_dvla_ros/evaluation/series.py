@@ -17,6 +17,9 @@ from fast_dvla_ros.bag.reader import list_topics, read_messages
 from fast_dvla_ros.evaluation.topics import Role, TopicSelection, select_topics
 
 NS = 1e-9
+# Beyond this, header stamps and receive times are on different clocks (sim time, unsynchronised
+# machines): transport between processes never takes half a second.
+CLOCK_MISMATCH_S = 0.5
 
 
 def _stamp_s(stamp: object) -> float:
@@ -135,6 +138,23 @@ def _chunk(arrival_s: float, origin_s: float, msg: object) -> Chunk | None:
     )
 
 
+def align_chunk_clock(chunks: list[Chunk]) -> float | None:
+    """Shift chunk stamps onto the receive clock when the two clocks clearly differ.
+
+    arrival - stamp = decode latency + transport (+ clock offset); transport is milliseconds,
+    so the median of (arrival - stamp - latency) estimates the offset. Returns the offset
+    applied, or None when the clocks agree.
+    """
+    if not chunks:
+        return None
+    offset = float(np.median([c.arrival_s - c.stamp_s - c.latency_s for c in chunks]))
+    if abs(offset) <= CLOCK_MISMATCH_S:
+        return None
+    for chunk in chunks:
+        chunk.stamp_s += offset
+    return offset
+
+
 def load_series(path: Path | str, overrides: dict[Role, str] | None = None) -> BagSeries:
     """Read the selected topics of a bag into a :class:`BagSeries`."""
     path = Path(path)
@@ -155,6 +175,12 @@ def load_series(path: Path | str, overrides: dict[Role, str] | None = None) -> B
     malformed = len(raw[Role.CHUNKS]) - len(chunks)
     if malformed:
         selection.notes.append(f"{malformed} malformed ActionChunk messages skipped (shape mismatch)")
+    offset = align_chunk_clock(chunks)
+    if offset is not None:
+        selection.notes.append(
+            f"ActionChunk stamps are {offset:+.3f} s off the bag's receive clock (sim time or unsynchronised "
+            "machines); shifted onto it using arrival - decode latency, so latencies exclude transport"
+        )
     return BagSeries(
         path=path,
         selection=selection,
