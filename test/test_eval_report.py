@@ -350,3 +350,12 @@ def test_chunk_stamps_on_another_clock_are_aligned(tmp_path: Path) -> None:
         (OFFSET_SEQUENCE - 1, OFFSET_SEQUENCE),
         (OFFSET_SEQUENCE, OFFSET_SEQUENCE + 1),
     ]
+
+
+def test_command_content(analysis: BagAnalysis) -> None:
+    c = analysis.commands
+    assert (c.mean_points, c.with_velocities) == (1.0, 0.0)
+    fastest = 0.1 * JOINTS  # rad/s of the ramp's last joint
+    assert c.max_speed_rad_s == pytest.approx(fastest, rel=1e-6)  # gaps excluded from speeds
+    assert c.max_step_rad == pytest.approx(fastest * (GAP[1] - GAP[0]), rel=1e-6)  # the jump across the gap
+    assert c.worst_step_time_s == pytest.approx(GAP[1], abs=1e-6)

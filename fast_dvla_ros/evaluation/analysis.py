@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fast_dvla_ros.evaluation.command_rate import CommandRateStats, command_rate
+from fast_dvla_ros.evaluation.command_content import CommandContent, command_content
+from fast_dvla_ros.evaluation.command_rate import GAP_FACTOR, CommandRateStats, command_rate
 from fast_dvla_ros.evaluation.discontinuity import Discontinuity, discontinuity
 from fast_dvla_ros.evaluation.executor_events import ExecutorEvents, executor_events
 from fast_dvla_ros.evaluation.gripper import GripperEvent, gripper_events
@@ -22,6 +23,7 @@ class BagAnalysis:
     name: str
     series: BagSeries
     rate: CommandRateStats | None
+    commands: CommandContent | None
     decoders: dict[str, DecoderLatency]
     obs_to_command: ObsToCommand | None
     executor: ExecutorEvents | None
@@ -45,10 +47,13 @@ def analyze(
         if series.selection[role] is None:
             notes.append(f"no {role.value} topic in the bag: that part of the report is empty")
     has_commands = series.command_times_s.size > 0
+    rate = command_rate(series.command_times_s, nominal_rate_hz) if has_commands else None
+    max_interval = GAP_FACTOR * rate.nominal_period_s if rate is not None else 0.0
     return BagAnalysis(
         name=name or Path(path).name,
         series=series,
-        rate=command_rate(series.command_times_s, nominal_rate_hz) if has_commands else None,
+        rate=rate,
+        commands=command_content(series.command_times_s, series.command_shapes, max_interval),
         decoders=decode_latency_by_decoder(series.chunks),
         obs_to_command=obs_to_command(series.chunks, series.command_times_s, series.status)
         if series.chunks and has_commands

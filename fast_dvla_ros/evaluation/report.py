@@ -76,6 +76,19 @@ def summary_rows(analyses: Sequence[BagAnalysis]) -> list[SummaryRow]:
         longest = max((g.duration_s for g in a.rate.gaps), default=None)
         return f"{len(a.rate.gaps)} (longest {_fmt(longest, 1e3, 0)} ms)"
 
+    def content(a: BagAnalysis) -> str:
+        c = a.commands
+        return "-" if c is None else f"{_fmt(c.mean_points, digits=1)} / {_fmt(c.with_velocities, 100, 0)} %"
+
+    def step(a: BagAnalysis) -> str:
+        c = a.commands
+        if c is None:
+            return "-"
+        return (
+            f"{_fmt(c.max_step_rad, digits=4)} rad at {_fmt(c.worst_step_time_s)} s "
+            f"(max {_fmt(c.max_speed_rad_s)} rad/s)"
+        )
+
     def success(a: BagAnalysis) -> str:
         o = a.outcomes
         return "-" if o is None else f"{o.successes}/{o.episodes} ({_fmt(o.success_rate, 100, 1)} %)"
@@ -91,6 +104,8 @@ def summary_rows(analyses: Sequence[BagAnalysis]) -> list[SummaryRow]:
             ),
         ),
         ("command gaps", gaps),
+        ("points per command / with velocities", content),
+        ("max step between commands", step),
         ("chunks", lambda a: str(len(a.series.chunks))),
         *_decoder_rows(analyses),
         ("obs -> command", o2c),

@@ -47,6 +47,28 @@ class Chunk:
         return self.stamp_s + (index + 1) * self.step_period_s
 
 
+@dataclass(frozen=True)
+class CommandShape:
+    """What one JointTrajectory command carried (its first point and how much came with it)."""
+
+    points: int
+    has_velocities: bool
+    first_positions: tuple[float, ...]
+    first_time_from_start_s: float
+
+
+def _command_shape(msg: object) -> CommandShape:
+    if not msg.points:
+        return CommandShape(0, False, (), float("nan"))
+    first = msg.points[0]
+    return CommandShape(
+        points=len(msg.points),
+        has_velocities=len(first.velocities) == len(first.positions) > 0,
+        first_positions=tuple(float(x) for x in first.positions),
+        first_time_from_start_s=_stamp_s(first.time_from_start),
+    )
+
+
 @dataclass
 class StatusSeries:
     """ExecutorStatus counters over time (arrays of equal length)."""
@@ -85,6 +107,7 @@ class BagSeries:
     origin_ns: int
     duration_s: float
     command_times_s: np.ndarray
+    command_shapes: list[CommandShape]
     chunks: list[Chunk]
     status: StatusSeries | None
     gripper_times_s: np.ndarray
@@ -187,6 +210,7 @@ def load_series(path: Path | str, overrides: dict[Role, str] | None = None) -> B
         origin_ns=origin_ns,
         duration_s=(end_ns - origin_ns) * NS,
         command_times_s=np.array([rel(t) for t, _ in raw[Role.COMMANDS]]),
+        command_shapes=[_command_shape(m) for _, m in raw[Role.COMMANDS]],
         chunks=chunks,
         status=_status_series([(rel(t), m) for t, m in raw[Role.STATUS]]),
         gripper_times_s=np.array([rel(t) for t, _ in raw[Role.GRIPPER]]),
