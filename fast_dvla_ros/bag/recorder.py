@@ -185,6 +185,7 @@ class BagRecorder:
             pass
         except Exception as err:  # reported by stop(); a recorder must not vanish silently
             self._error = err
+            self._node.get_logger().error(f"recording stopped: {err!r} (the bag so far is kept)")
         finally:
             executor.shutdown(timeout_sec=1.0)
 
