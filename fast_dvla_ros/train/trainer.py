@@ -65,7 +65,9 @@ class TrainConfig:
     eval_every: int = 50
     val_batch: int = 128
     val_fraction: float = 0.1
-    threads: int = 0  # 0 = torch default
+    # Intra-op threads. 1 by default: on a 2-core machine shared with a simulator or other jobs,
+    # torch's spinning OpenMP workers slow a step down ~8x (measured); pass 2 on an idle machine.
+    threads: int = 1
 
 
 def _tokenizer_from_stats(stats: dict, num_bins: int) -> ActionTokenizer:
@@ -158,7 +160,7 @@ class StageTrainer:
         inp = _masked_input(bins, m)
         logits = self.model.forward_train(batch.images, batch.instr_ids, batch.proprio, inp)
         ce = F.cross_entropy(logits[m].float(), bins[m])
-        parts = {"ce": float(ce)}
+        parts = {"ce": float(ce.detach())}
         if self.teacher is None:
             return ce, parts
         with torch.no_grad():
@@ -166,7 +168,7 @@ class StageTrainer:
                 batch.images, batch.instr_ids, batch.proprio, inp, attention="bidirectional"
             )
         kl = _kl_teacher_to_student(t_logits, logits, m)
-        parts["kl"] = float(kl)
+        parts["kl"] = float(kl.detach())
         return self.cfg.kl_weight * kl + self.cfg.ce_weight * ce, parts
 
     @torch.inference_mode()
@@ -203,7 +205,7 @@ class StageTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.opt.step()
-            row = {"step": step + 1, "time_s": time.perf_counter() - t0, "loss": float(loss), "lr": lr, **parts}
+            row = {"step": step + 1, "time_s": time.perf_counter() - t0, "loss": float(loss.detach()), "lr": lr, **parts}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or step == 0:
                 row.update(self.evaluate())
                 bar.set_postfix(loss=f"{float(loss):.3f}", val_ce=f"{row['val_ce']:.3f}")
@@ -278,7 +280,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--preset", default=TrainConfig.preset)
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--ce-weight", type=float, default=TrainConfig.ce_weight)
-    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch intra-op threads")
     a = p.parse_args(argv)
     return TrainConfig(
         stage=a.stage, data_dir=a.data_dir, out_dir=a.out_dir, teacher_dir=a.teacher_dir, steps=a.steps,
