@@ -37,8 +37,8 @@ from tqdm import tqdm
 
 from fast_dvla_ros.core.action_space import ActionTokenizer
 from fast_dvla_ros.core.config import DVLAConfig
-from fast_dvla_ros.core.model import MASKED_BIN, DVLA
-from fast_dvla_ros.train.chunks import ChunkBatch, ChunkSampler, load_samplers
+from fast_dvla_ros.core.model import DVLA, MASKED_BIN
+from fast_dvla_ros.train.chunks import ChunkBatch, load_samplers
 from fast_dvla_ros.train.noise import block_monotone_mask, uniform_ratio_mask
 
 Stage = Literal["teacher", "distill", "scratch"]
@@ -205,7 +205,8 @@ class StageTrainer:
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             self.opt.step()
-            row = {"step": step + 1, "time_s": time.perf_counter() - t0, "loss": float(loss.detach()), "lr": lr, **parts}
+            row = {"step": step + 1, "time_s": time.perf_counter() - t0, "loss": float(loss.detach()), "lr": lr}
+            row.update(parts)
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or step == 0:
                 row.update(self.evaluate())
                 bar.set_postfix(loss=f"{float(loss):.3f}", val_ce=f"{row['val_ce']:.3f}")
