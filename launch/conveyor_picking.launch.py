@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
-from launch.actions import DeclareLaunchArgument, GroupAction, IncludeLaunchDescription, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription, LogInfo, OpaqueFunction
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.launch_description_sources import PythonLaunchDescriptionSource
@@ -175,7 +175,7 @@ def generate_launch_description() -> LaunchDescription:
             *shared_args,
             OpaqueFunction(function=robot_bringup),
             OpaqueFunction(function=camera_driver),
-            GroupAction(policy_and_executor_nodes()),
+            OpaqueFunction(function=policy_and_executor_nodes),
             OpaqueFunction(function=bag_recorder, args=[[]]),
         ]
     )

@@ -109,20 +109,51 @@ def policy_executor_arguments(
             default_value="false",
             description="Also record the camera images (large: about 2 MB/s at 30 Hz and 128 px)",
         ),
+        DeclareLaunchArgument(
+            "checkpoint",
+            default_value="",
+            description="Policy checkpoint folder (empty: the one in params_file)",
+        ),
+        DeclareLaunchArgument(
+            "decoder",
+            default_value="",
+            description="Policy decoder: bidirectional, prefix_cache, block_cache or pipelined (empty: params_file)",
+        ),
+        DeclareLaunchArgument(
+            "blend_mode",
+            default_value="",
+            description="Executor chunk blending mode (empty: the one in params_file)",
+        ),
     ]
 
 
-def policy_and_executor_nodes() -> list[Node]:
-    """The policy and executor nodes, each behind its start_* argument."""
+def overrides(context: LaunchContext, params: dict[str, type]) -> dict[str, object]:
+    """Parameters whose launch argument of the same name is set (non-empty), converted to their type.
+
+    Empty means "keep params_file's value": a launch argument cannot be unset, and passing an
+    empty string would override the file.
+    """
+    out: dict[str, object] = {}
+    for name, kind in params.items():
+        value = LaunchConfiguration(name).perform(context).strip()
+        if value:
+            out[name] = kind(value)
+    return out
+
+
+def policy_and_executor_nodes(context: LaunchContext) -> list[Node]:
+    """The policy and executor nodes, each behind its start_* argument (for an OpaqueFunction)."""
     ns = LaunchConfiguration("namespace")
     params = LaunchConfiguration("params_file")
+    policy_overrides = overrides(context, {"checkpoint": str, "decoder": str})
+    executor_overrides = overrides(context, {"blend_mode": str})
     log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     policy = Node(
         package=PACKAGE,
         executable="policy_node",
         name=POLICY_NODE,
         namespace=ns,
-        parameters=[params],
+        parameters=[params, policy_overrides],
         remappings=[
             ("~/image", LaunchConfiguration("image_topic")),
             ("~/image/compressed", [LaunchConfiguration("image_topic"), "/compressed"]),
@@ -140,7 +171,7 @@ def policy_and_executor_nodes() -> list[Node]:
         executable="executor_node",
         name=EXECUTOR_NODE,
         namespace=ns,
-        parameters=[params],
+        parameters=[params, executor_overrides],
         remappings=[
             ("~/action_chunk", LaunchConfiguration("action_chunk_topic")),
             ("~/joint_states", LaunchConfiguration("executor_joint_states_topic")),

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import sys
 
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.conditions import IfCondition
+from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
@@ -21,11 +22,29 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast_dvla_common import (
     PACKAGE,
     bag_recorder,
+    overrides,
     policy_and_executor_nodes,
     policy_executor_arguments,
 )
 
 SIM_NODE = "conveyor_sim"
+
+
+def simulator(context: LaunchContext) -> list[Node]:
+    """The conveyor_sim node (for an OpaqueFunction: episodes/seed overrides need resolved values)."""
+    return [
+        Node(
+            package=PACKAGE,
+            executable="sim_node",
+            name=SIM_NODE,
+            namespace=LaunchConfiguration("namespace"),
+            parameters=[LaunchConfiguration("params_file"), overrides(context, {"episodes": int, "seed": int})],
+            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+            output="screen",
+            emulate_tty=True,
+            condition=IfCondition(LaunchConfiguration("start_sim")),
+        )
+    ]
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -36,6 +55,12 @@ def generate_launch_description() -> LaunchDescription:
             default_value="true",
             description="Run the simulator node here (false: it runs elsewhere, same ROS_DOMAIN_ID)",
         ),
+        DeclareLaunchArgument(
+            "episodes", default_value="", description="Episodes the simulator runs (empty: the number in params_file)"
+        ),
+        DeclareLaunchArgument(
+            "seed", default_value="", description="Seed of the first simulated episode (empty: params_file)"
+        ),
     ]
     shared_args = policy_executor_arguments(
         image_topic=f"{SIM_NODE}/image",
@@ -45,23 +70,12 @@ def generate_launch_description() -> LaunchDescription:
         gripper_topic=f"{SIM_NODE}/gripper_command",
     )
     # The simulator keeps its own private names; the policy/executor defaults above point at them.
-    sim = Node(
-        package=PACKAGE,
-        executable="sim_node",
-        name=SIM_NODE,
-        namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file")],
-        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-        output="screen",
-        emulate_tty=True,
-        condition=IfCondition(LaunchConfiguration("start_sim")),
-    )
     return LaunchDescription(
         [
             *sim_args,
             *shared_args,
-            sim,
-            GroupAction(policy_and_executor_nodes()),
+            OpaqueFunction(function=simulator),
+            OpaqueFunction(function=policy_and_executor_nodes),
             OpaqueFunction(function=bag_recorder, args=[[f"{SIM_NODE}/episode_outcome"]]),
         ]
     )

@@ -95,15 +95,31 @@ def _loop_values(tree: ast.AST) -> dict[str, list[str]]:
 
 
 def _used(tree: ast.AST, constants: dict[str, str]) -> set[str]:
-    """Argument names read with LaunchConfiguration(...); None marks one that cannot be resolved."""
+    """Argument names read with LaunchConfiguration(...); None marks one that cannot be resolved.
+
+    ``overrides(context, {"arg": type, ...})`` (fast_dvla_common) reads the arguments named by its
+    dict's keys, so those keys count as used and the generic read inside ``overrides`` is skipped.
+    """
     loops = _loop_values(tree)
+    helper_calls = {
+        id(call)
+        for fn in ast.walk(tree)
+        if isinstance(fn, ast.FunctionDef) and fn.name == "overrides"
+        for call in _calls(fn, "LaunchConfiguration")
+    }
     used: set[str | None] = set()
     for call in _calls(tree, "LaunchConfiguration"):
+        if id(call) in helper_calls:
+            continue
         arg = call.args[0] if call.args else None
         if isinstance(arg, ast.Name) and arg.id in loops:
             used.update(loops[arg.id])
         else:
             used.add(_const(arg, constants))
+    for call in _calls(tree, "overrides"):
+        mapping = call.args[1] if len(call.args) > 1 else None
+        assert isinstance(mapping, ast.Dict), f"overrides() needs a literal dict: {ast.unparse(call)}"
+        used.update(_const(k, constants) for k in mapping.keys)
     return used
 
 
@@ -346,3 +362,39 @@ def test_every_required_parameter_is_in_the_file() -> None:
             required = sorted(n for n, has_default in _node_parameters(node_name).items() if not has_default)
             missing = [n for n in required if n not in _flatten(sections[node_name])]
             assert not missing, f"{path.name}: required parameters of {node_name} missing: {missing}"
+
+
+def _launch_overrides() -> dict[str, set[str]]:
+    """Node name -> parameters a launch argument can override (``overrides(...)`` in parameters=)."""
+    result: dict[str, set[str]] = {}
+    for path in [*LAUNCH_FILES, COMMON]:
+        tree = _tree(path)
+        constants = _constants_for(path)
+        assigned = {
+            node.targets[0].id: node.value
+            for node in ast.walk(tree)
+            if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name)
+        }
+        for call in _calls(tree, "Node"):
+            name = _const(_keyword(call, "name"), constants)
+            params = _keyword(call, "parameters")
+            for item in getattr(params, "elts", []):
+                value = assigned.get(item.id) if isinstance(item, ast.Name) else item
+                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "overrides":
+                    result.setdefault(name, set()).update(_const(k, constants) for k in value.args[1].keys)
+    return result
+
+
+def test_launch_overrides_target_the_right_nodes() -> None:
+    assert _launch_overrides() == {
+        "fast_dvla_policy": {"checkpoint", "decoder"},
+        "chunk_executor": {"blend_mode"},
+        "conveyor_sim": {"episodes", "seed"},
+    }
+
+
+@needs_nodes
+def test_launch_overrides_are_declared_node_parameters() -> None:
+    for node_name, names in _launch_overrides().items():
+        undeclared = sorted(names - set(_node_parameters(node_name)))
+        assert not undeclared, f"launch arguments override parameters {node_name} does not declare: {undeclared}"
