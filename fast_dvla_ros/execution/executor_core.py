@@ -1,0 +1,203 @@
+"""The chunk executor's decisions, one ``tick`` per control period, free of ROS.
+
+State machine (same numbers as msg/ExecutorStatus.msg):
+
+* WAITING_FOR_JOINT_STATE - no valid joint state yet: nothing is commanded, ever.
+* WAITING_FOR_CHUNK - the arm's position is known, no plan yet: nothing is commanded (the
+  controller keeps holding on its own).
+* EXECUTING - the upcoming points of the blended plan, made feasible by the SafetyFilter.
+* HOLDING - watchdog tripped (no fresh chunk) or the joint state went stale: a trajectory that
+  holds the last safe commanded position with zero velocity.
+
+``q_ref`` is the position the executor commanded for "now" at the previous tick. Every output is
+rate-limited against it, so whatever the policy does, consecutive commands differ by at most
+``v_max * dt * velocity_scale`` per joint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+
+from fast_dvla_ros.execution.blender import ChunkBlender, finite_difference_velocities
+from fast_dvla_ros.execution.limits import JointLimits
+from fast_dvla_ros.execution.observation_guard import ObservationError, pick_joints
+from fast_dvla_ros.execution.safety import ChunkRejected, SafetyFilter, validate_chunk
+from fast_dvla_ros.execution.watchdog import Watchdog
+
+
+class ExecutorState(IntEnum):
+    WAITING_FOR_JOINT_STATE = 0
+    WAITING_FOR_CHUNK = 1
+    EXECUTING = 2
+    HOLDING = 3
+
+
+@dataclass
+class TickCommand:
+    """What to send this tick; ``positions`` None means send no trajectory."""
+
+    state: ExecutorState
+    times_from_start: np.ndarray | None = None  # [N] s
+    positions: np.ndarray | None = None  # [N, J]
+    velocities: np.ndarray | None = None  # [N, J]
+    gripper: float | None = None
+
+
+@dataclass
+class ExecutorCounters:
+    chunks_received: int = 0
+    chunks_rejected: int = 0
+    steps_dropped_stale: int = 0
+    underruns: int = 0
+    watchdog_trips: int = 0
+    clamped_values: int = 0
+    last_sequence_id: int = 0
+    last_event: str = ""
+    events: list[str] = field(default_factory=list)  # new since the node last drained them (for logging)
+
+    def event(self, text: str) -> None:
+        self.last_event = text
+        self.events.append(text)
+        del self.events[:-20]
+
+
+class ExecutorCore:
+    def __init__(
+        self,
+        limits: JointLimits,
+        *,
+        blender: ChunkBlender | None = None,
+        control_period: float = 1.0 / 30.0,
+        n_points: int = 8,
+        velocity_scale: float = 0.5,
+        watchdog_timeout_s: float = 0.5,
+        joint_state_timeout_s: float = 0.5,
+    ) -> None:
+        if not (math.isfinite(control_period) and control_period > 0):
+            raise ValueError("control_period must be > 0")
+        if n_points < 2:
+            raise ValueError("n_points must be >= 2 (one-point trajectories trip the robot's reflexes)")
+        self.limits = limits
+        self.blender = blender or ChunkBlender()
+        self.dt = float(control_period)
+        self.n_points = int(n_points)
+        self.safety = SafetyFilter(limits, velocity_scale)
+        self.watchdog = Watchdog(watchdog_timeout_s)
+        self.joint_state_timeout_s = float(joint_state_timeout_s)
+        self.counters = ExecutorCounters()
+        self.state = ExecutorState.WAITING_FOR_JOINT_STATE
+        self.q_measured: np.ndarray | None = None
+        self.q_measured_time = -math.inf
+        self.q_ref: np.ndarray | None = None
+        self.g_ref = limits.gripper_width_max
+        self.last_chunk_stamp: float | None = None
+        self._last_tick: float | None = None
+
+    # ------------------------------------------------------------------ inputs
+    def update_joint_state(self, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
+        """Take a joint state (joints picked by name); NaN/missing joints are ignored and reported."""
+        try:
+            q = pick_joints(names, positions, self.limits.joint_names)
+        except ObservationError as exc:
+            self.counters.event(f"joint state ignored: {exc}")
+            return False
+        self.q_measured, self.q_measured_time = q, now
+        return True
+
+    def add_chunk(self, now: float, **fields: object) -> bool:
+        """Validate and blend a chunk (fields as in validate_chunk); False if rejected or useless."""
+        c = self.counters
+        c.chunks_received += 1
+        try:
+            chunk, clamp = validate_chunk(limits=self.limits, now=now, **fields)  # type: ignore[arg-type]
+        except (ChunkRejected, TypeError, ValueError) as exc:
+            c.chunks_rejected += 1
+            c.event(f"chunk rejected: {exc}")
+            return False
+        if clamp.count:
+            c.clamped_values += clamp.count
+            c.event(clamp.event)
+        anchor = None
+        if self.q_ref is not None:
+            anchor = np.concatenate([self.q_ref, [self.g_ref]])
+        result = self.blender.add(chunk, now, anchor=anchor)
+        c.steps_dropped_stale += result.steps_dropped
+        if not result.accepted:
+            c.event(result.reason)
+            return False
+        c.last_sequence_id = chunk.sequence_id
+        self.last_chunk_stamp = chunk.stamp
+        self.watchdog.feed(now)
+        return True
+
+    # ------------------------------------------------------------------ output
+    def tick(self, now: float) -> TickCommand:
+        elapsed = self.dt if self._last_tick is None else min(max(now - self._last_tick, 0.0), 2.0 * self.dt)
+        self._last_tick = now
+        if self.q_measured is None:
+            self.state = ExecutorState.WAITING_FOR_JOINT_STATE
+            return TickCommand(self.state)
+        if self.q_ref is None or self.state in (ExecutorState.WAITING_FOR_JOINT_STATE, ExecutorState.WAITING_FOR_CHUNK):
+            self.q_ref = self.q_measured.copy()  # track the arm until we command it
+        if self.blender.empty:
+            self.state = ExecutorState.WAITING_FOR_CHUNK
+            return TickCommand(self.state)
+        if now - self.q_measured_time > self.joint_state_timeout_s:
+            return self._hold(now, "joint state stale: holding")
+        was_tripped = self.watchdog.tripped
+        if self.watchdog.check(now):
+            self.counters.watchdog_trips = self.watchdog.trips
+            if not was_tripped:
+                self.counters.event(f"watchdog: no chunk for {self.watchdog.age(now):.2f} s, holding")
+            return self._hold(now, None)
+        return self._execute(now, elapsed)
+
+    def _hold(self, now: float, event: str | None) -> TickCommand:
+        if event and self.state != ExecutorState.HOLDING:
+            self.counters.event(event)
+        self.state = ExecutorState.HOLDING
+        assert self.q_ref is not None
+        n = self.n_points
+        return TickCommand(
+            self.state,
+            times_from_start=self.dt * np.arange(1, n + 1, dtype=np.float64),
+            positions=np.repeat(self.q_ref[None, :], n, axis=0),
+            velocities=np.zeros((n, self.q_ref.size)),
+            gripper=self.g_ref,
+        )
+
+    def _execute(self, now: float, elapsed: float) -> TickCommand:
+        assert self.q_ref is not None
+        self.state = ExecutorState.EXECUTING
+        c = self.counters
+        up = self.blender.upcoming(now, self.dt, self.n_points)
+        assert up is not None
+        offsets, values = up
+        j = self.q_ref.size
+        if now > self.blender.end_time():
+            c.underruns += 1
+        q_all, n_pos = self.safety.clamp_position(values[:, :j])
+        q0, n0 = self.safety.rate_limit(self.q_ref, q_all[:1], max(elapsed, 1e-3))
+        pts, n_rate = self.safety.rate_limit(q0[0], q_all[1:], self.dt)
+        end_at_rest = now + offsets[-1] >= self.blender.end_time()
+        vel = finite_difference_velocities(np.concatenate([q0, pts]), self.dt, end_at_rest)[1:]
+        vel, n_vel = self.safety.clamp_velocity(vel)
+        n = n_pos + n0 + n_rate + n_vel
+        if n:
+            c.clamped_values += n
+            c.last_event = f"output limited: {n_pos} position, {n0 + n_rate} rate, {n_vel} velocity clamps"
+        self.q_ref = q0[0]
+        self.g_ref = float(np.clip(values[1, j], 0.0, self.limits.gripper_width_max))
+        return TickCommand(self.state, offsets[1:].copy(), pts, vel, self.g_ref)
+
+    # ------------------------------------------------------------------ status
+    def chunk_age(self, now: float) -> float:
+        return math.nan if self.last_chunk_stamp is None else now - self.last_chunk_stamp
+
+    def steps_remaining(self, now: float) -> int:
+        return self.blender.steps_remaining(now)

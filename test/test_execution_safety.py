@@ -1,0 +1,152 @@
+"""Safety: limits tables, chunk validation (reject vs clamp), rate limiting, watchdog, observation guard."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fast_dvla_ros.execution import (
+    ChunkRejected,
+    ExecutorCore,
+    ExecutorState,
+    ObservationError,
+    SafetyFilter,
+    Watchdog,
+    decode_raw_image,
+    is_fresh,
+    load_joint_limits,
+    pick_joints,
+    validate_chunk,
+)
+
+PANDA = load_joint_limits("panda")
+NAMES = list(PANDA.joint_names)
+HOME = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])
+
+
+def _fields(actions: np.ndarray, **kw: object) -> dict:
+    h = actions.shape[0]
+    f = dict(
+        joint_names=NAMES,
+        actions=actions.reshape(-1),
+        gripper=np.full(h, 0.04),
+        horizon=h,
+        step_period=1 / 30,
+        stamp=10.0,
+        sequence_id=1,
+        action_kind="joint_position",
+    )
+    f.update(kw)
+    return f
+
+
+def test_both_limit_tables_load_with_the_documented_numbers() -> None:
+    fr3 = load_joint_limits("fr3")
+    assert fr3.joint_names[0] == "fr3_joint1" and fr3.upper[3] == pytest.approx(-0.1518)
+    assert fr3.velocity[4] == pytest.approx(5.26)
+    assert PANDA.lower[5] == pytest.approx(-0.0175) and PANDA.velocity[0] == pytest.approx(2.175)
+    with pytest.raises(ValueError, match="not found"):
+        load_joint_limits("ur5")
+
+
+def test_nan_chunk_is_rejected_whole() -> None:
+    a = np.tile(HOME, (8, 1))
+    a[3, 2] = np.nan
+    with pytest.raises(ChunkRejected, match="NaN"):
+        validate_chunk(limits=PANDA, now=10.0, **_fields(a))
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"joint_names": [*NAMES[:6], "wrong_joint"]},
+        {"joint_names": NAMES[:6]},
+        {"horizon": 7},
+        {"gripper": np.zeros(3)},
+        {"step_period": 0.0},
+        {"action_kind": "ee_delta"},
+        {"stamp": 20.0},
+    ],
+)
+def test_malformed_chunks_are_rejected(change: dict) -> None:
+    with pytest.raises(ChunkRejected):
+        validate_chunk(limits=PANDA, now=10.0, **_fields(np.tile(HOME, (8, 1)), **change))
+
+
+def test_reordered_joints_are_mapped_and_out_of_limit_values_clamped() -> None:
+    a = np.tile(HOME, (8, 1))
+    a[:, 0] = 5.0  # beyond +2.8973
+    perm = list(reversed(range(7)))
+    chunk, report = validate_chunk(limits=PANDA, now=10.0, **_fields(a[:, perm], joint_names=[NAMES[i] for i in perm]))
+    assert np.allclose(chunk.positions[:, 0], PANDA.upper[0])
+    assert np.allclose(chunk.positions[:, 1:], a[:, 1:])
+    assert report.count == 8 and "clamped" in report.event
+
+
+def test_rate_limit_bounds_every_step() -> None:
+    f = SafetyFilter(PANDA, velocity_scale=0.5)
+    pts = np.tile(HOME + 1.0, (5, 1))
+    out, n = f.rate_limit(HOME, pts, 1 / 30)
+    steps = np.abs(np.diff(np.concatenate([HOME[None], out]), axis=0))
+    assert np.all(steps <= PANDA.velocity * 0.5 / 30 + 1e-12) and n > 0
+
+
+def test_watchdog_trips_once_per_outage() -> None:
+    w = Watchdog(0.5)
+    assert not w.check(100.0)  # never fed: not a trip (nothing to hold yet)
+    w.feed(0.0)
+    assert not w.check(0.4)
+    assert w.check(0.6) and w.check(0.7) and w.trips == 1
+    w.feed(0.8)
+    assert not w.check(0.9)
+    assert w.check(2.0) and w.trips == 2
+
+
+def test_executor_refuses_without_a_valid_joint_state_then_executes_and_holds() -> None:
+    core = ExecutorCore(PANDA, watchdog_timeout_s=0.3)
+    assert core.tick(0.0).positions is None and core.state == ExecutorState.WAITING_FOR_JOINT_STATE
+    assert not core.update_joint_state(NAMES, [np.nan] * 7, 0.0)
+    assert core.tick(0.03).state == ExecutorState.WAITING_FOR_JOINT_STATE
+    assert core.update_joint_state([*NAMES, "panda_finger_joint1"], [*HOME, 0.02], 0.05)
+    assert core.tick(0.06).state == ExecutorState.WAITING_FOR_CHUNK
+    target = np.tile(HOME + 0.5, (8, 1))  # far away: must be rate limited
+    assert core.add_chunk(0.07, **_fields(target, stamp=0.07))
+    prev, last = HOME, 0.06
+    vmax = PANDA.velocity * 0.5
+    for k in range(1, 10):
+        now = 0.07 + k / 30
+        core.update_joint_state(NAMES, HOME, now)
+        cmd = core.tick(now)
+        assert cmd.state == ExecutorState.EXECUTING
+        assert np.all(np.isfinite(cmd.positions)) and np.all(np.abs(cmd.velocities) <= vmax + 1e-9)
+        # "now" moves at most v_max * elapsed, and every point of the trajectory at most v_max * dt from the last
+        assert np.all(np.abs(core.q_ref - prev) <= vmax * (now - last) + 1e-9)
+        assert np.all(np.abs(np.diff(np.vstack([core.q_ref, cmd.positions]), axis=0)) <= vmax / 30 + 1e-9)
+        prev, last = core.q_ref, now
+    core.update_joint_state(NAMES, HOME, 1.0)
+    cmd = core.tick(1.0)  # no chunk for > 0.3 s
+    assert cmd.state == ExecutorState.HOLDING and np.all(cmd.velocities == 0)
+    assert np.allclose(cmd.positions, prev) and core.counters.watchdog_trips == 1
+
+
+def test_observation_guard() -> None:
+    img = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
+    assert np.array_equal(decode_raw_image("rgb8", 4, 5, 15, img.tobytes()), img)
+    assert np.array_equal(decode_raw_image("bgr8", 4, 5, 15, img.tobytes()), img[..., ::-1])
+    assert decode_raw_image("mono8", 4, 5, 5, bytes(20)).shape == (4, 5, 3)
+    padded = np.zeros((4, 16), np.uint8)
+    padded[:, :15] = img.reshape(4, 15)
+    assert np.array_equal(decode_raw_image("rgb8", 4, 5, 16, padded.tobytes()), img)
+    with pytest.raises(ObservationError, match="encoding"):
+        decode_raw_image("32FC1", 4, 5, 20, bytes(80))
+    with pytest.raises(ObservationError, match="truncated"):
+        decode_raw_image("rgb8", 4, 5, 15, bytes(30))
+    with pytest.raises(ObservationError, match="step"):
+        decode_raw_image("rgb8", 4, 5, 10, bytes(60))
+    q = pick_joints(["b", "x", "a"], [2.0, 9.0, 1.0], ["a", "b"])
+    assert q.tolist() == [1.0, 2.0]
+    with pytest.raises(ObservationError, match="lacks"):
+        pick_joints(["a"], [1.0], ["a", "b"])
+    with pytest.raises(ObservationError, match="NaN"):
+        pick_joints(["a", "b"], [1.0, float("nan")], ["a", "b"])
+    assert is_fresh(9.8, 10.0, 0.5) and not is_fresh(9.0, 10.0, 0.5)
