@@ -12,7 +12,7 @@ Examples::
 
     .venv/bin/python bench/decode.py --sizes tiny,small --repeats 15
     .venv/bin/python bench/decode.py --sizes base --repeats 3 --tokens-per-step 4
-    .venv/bin/python bench/decode.py --checkpoint checkpoints/sim --repeats 30
+    .venv/bin/python bench/decode.py --checkpoint runs/train/scratch --observations runs/train/demos/shard_00000.npz
     .venv/bin/python bench/decode.py --sizes small --device cuda --dtype bfloat16
 """
 
@@ -41,8 +41,13 @@ from fast_dvla_ros.core.model import DVLA
 class Row:
     label: str
     latencies: list[float]
-    forwards: int
+    forwards: list[int]
     tokens: int
+    first_action_err: list[float]
+
+    @property
+    def median_forwards(self) -> float:
+        return statistics.median(self.forwards)
 
     @property
     def median(self) -> float:
@@ -77,15 +82,18 @@ def make_batch(model: DVLA, batch: int, device: torch.device) -> ObservationBatc
     )
 
 
-def decoders_for(model: DVLA, trained: bool, k: int) -> dict[str, Decoder]:
+def decoders_for(model: DVLA, trained: bool, k: int, block_model: DVLA | None = None) -> dict[str, Decoder]:
+    """Random weights: equal fixed schedule. Trained: confidence-driven defaults; ``block_model`` (a
+    block-causal student) serves the block decoders when the main checkpoint is a bidirectional teacher."""
     D = model.config.action_dim
     if trained:
+        bm = block_model or model
         return {
             "bidirectional (12 cosine steps)": make_decoder("bidirectional", model, steps=12),
             "prefix_cache (tau 0.5)": make_decoder("prefix_cache", model),
-            "block_cache (tau 0.5)": make_decoder("block_cache", model),
-            "pipelined (Fast-dVLA defaults)": make_decoder("pipelined", model),
-            "lower bound: prefix + 1 fwd/block": make_decoder("block_cache", model, tokens_per_step=D),
+            "block_cache (tau 0.5)": make_decoder("block_cache", bm),
+            "pipelined (Fast-dVLA defaults)": make_decoder("pipelined", bm),
+            "lower bound: prefix + 1 fwd/block": make_decoder("block_cache", bm, tokens_per_step=D),
         }
     return {
         f"bidirectional ({k} tok/step)": make_decoder("bidirectional", model, tokens_per_step=k),
@@ -97,34 +105,71 @@ def decoders_for(model: DVLA, trained: bool, k: int) -> dict[str, Decoder]:
     }
 
 
-def run(decoders: dict[str, Decoder], batch: ObservationBatch, repeats: int, warmup: int) -> list[Row]:
-    rows = {name: Row(name, [], 0, 0) for name in decoders}
+def load_observations(path: Path, model: DVLA, count: int, batch: int, device: torch.device):
+    """``count`` batches of real frames from a demos shard (images, proprio, actions[, episode, instructions])."""
+    import numpy as np
+
+    from fast_dvla_ros.core.policy import preprocess_image
+
+    data = np.load(path, allow_pickle=False)
+    n = data["images"].shape[0]
+    idx = np.linspace(0, n - 1, count * batch).astype(int).reshape(count, batch)
+    texts = ["pick up the block"] * n
+    if "instructions" in data.files and "episode" in data.files and "episode_ids" in data.files:
+        by_ep = dict(zip(data["episode_ids"].tolist(), data["instructions"].tolist(), strict=False))
+        texts = [by_ep.get(int(e), texts[0]) for e in data["episode"]]
+    out = []
+    for rows in idx:
+        images = torch.stack([preprocess_image(data["images"][i], model.config.image_size) for i in rows])
+        out.append((
+            ObservationBatch(
+                images=images.to(device),
+                instruction_ids=torch.as_tensor(
+                    model.instruction_tokenizer.encode_batch([texts[i] for i in rows]), device=device
+                ),
+                proprio=torch.as_tensor(data["proprio"][rows], dtype=torch.float32, device=device),
+            ),
+            data["actions"][rows] if "actions" in data.files else None,
+        ))
+    return out
+
+
+def run(decoders: dict[str, Decoder], batches: list, repeats: int, warmup: int) -> list[Row]:
+    """``batches``: list of (ObservationBatch, reference first actions or None); repeat r uses batch r % len."""
+    rows = {name: Row(name, [], [], 0, []) for name in decoders}
     for _ in range(warmup):
         for dec in decoders.values():
-            dec.decode(batch)
+            dec.decode(batches[0][0])
     # round-robin so load from other processes spreads evenly over the decoders
-    for _ in range(repeats):
+    for r in range(repeats):
+        batch, ref = batches[r % len(batches)]
         for name, dec in decoders.items():
             out = dec.decode(batch)
             rows[name].latencies.append(out.stats.latency_s)
-            rows[name].forwards = out.stats.forward_passes
+            rows[name].forwards.append(out.stats.forward_passes)
             rows[name].tokens = out.stats.tokens_committed
+            if ref is not None:
+                rows[name].first_action_err.append(float(abs(out.actions[:, 0, :7] - ref[:, :7]).mean()))
     return list(rows.values())
 
 
 def table(rows: list[Row], reference: str, bound: str) -> str:
     ref = next(r for r in rows if r.label == reference).median
     low = next(r for r in rows if r.label == bound).median
+    with_err = any(r.first_action_err for r in rows)
+    err_head = " first-action joint MAE vs demo (rad) |" if with_err else ""
     lines = [
-        "| decoder | median chunk latency ms (IQR) | forwards/chunk | tokens/forward | tokens/s | "
-        "speed-up vs bidirectional | lower bound / latency |",
-        "|---|---|---|---|---|---|---|",
+        "| decoder | median chunk latency ms (IQR) | forwards/chunk (median) | tokens/forward | tokens/s | "
+        f"speed-up vs bidirectional | lower bound / latency |{err_head}",
+        "|---|---|---|---|---|---|---|" + ("---|" if with_err else ""),
     ]
     for r in rows:
         q1, q3 = r.iqr
+        err = f" {statistics.mean(r.first_action_err):.4f} |" if with_err else ""
         lines.append(
-            f"| {r.label} | {r.median * 1e3:.1f} ({q1 * 1e3:.1f}-{q3 * 1e3:.1f}) | {r.forwards} | "
-            f"{r.tokens / r.forwards:.2f} | {r.tokens / r.median:.0f} | {ref / r.median:.2f}x | {low / r.median:.2f} |"
+            f"| {r.label} | {r.median * 1e3:.1f} ({q1 * 1e3:.1f}-{q3 * 1e3:.1f}) | {r.median_forwards:g} | "
+            f"{r.tokens / r.median_forwards:.2f} | {r.tokens / r.median:.1f} | {ref / r.median:.2f}x | "
+            f"{low / r.median:.2f} |{err}"
         )
     return "\n".join(lines)
 
@@ -133,6 +178,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="tiny,small", help="comma list of presets: tiny,sim,small,base")
     ap.add_argument("--checkpoint", type=Path, help="trained checkpoint dir: confidence-driven schedules")
+    ap.add_argument("--block-checkpoint", type=Path, help="block-causal student for block_cache/pipelined")
+    ap.add_argument("--observations", type=Path, help="demos .npz (images, proprio, actions) for --checkpoint runs")
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--batch", type=int, default=1)
@@ -171,8 +218,16 @@ def main() -> None:
         print(f"\n## {label}: {params / 1e6:.1f}M params, hidden {cfg.hidden_size} x {cfg.num_layers} layers, "
               f"prefix {model.prefix_len} tokens ({model.num_image_tokens} image + {cfg.instruction_max_len} text + "
               f"{cfg.num_proprio_tokens} proprio), chunk {cfg.horizon} x {cfg.action_dim}", flush=True)
-        decoders = decoders_for(model, trained, args.tokens_per_step)
-        rows = run(decoders, make_batch(model, args.batch, device), args.repeats, args.warmup)
+        block_model = None
+        if trained and args.block_checkpoint:
+            block_model = DVLA.from_pretrained(args.block_checkpoint, map_location=device).to(dtype=dtype).eval()
+            print(f"# block decoders use {args.block_checkpoint}")
+        decoders = decoders_for(model, trained, args.tokens_per_step, block_model)
+        if trained and args.observations:
+            batches = load_observations(args.observations, model, args.repeats, args.batch, device)
+        else:
+            batches = [(make_batch(model, args.batch, device), None)]
+        rows = run(decoders, batches, args.repeats, args.warmup)
         reference = next(iter(decoders))
         print(table(rows, reference, "lower bound: prefix + 1 fwd/block"), flush=True)
         del model, decoders
