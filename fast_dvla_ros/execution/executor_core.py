@@ -113,6 +113,10 @@ class ExecutorCore:
         """Validate and blend a chunk (fields as in validate_chunk); False if rejected or useless."""
         c = self.counters
         c.chunks_received += 1
+        if self.q_measured is None:
+            # Without a joint state the plan cannot be anchored to the arm: nothing is planned yet.
+            c.event(f"chunk {fields.get('sequence_id', '?')} ignored: no valid joint state yet")
+            return False
         try:
             chunk, clamp = validate_chunk(limits=self.limits, now=now, **fields)  # type: ignore[arg-type]
         except (ChunkRejected, TypeError, ValueError) as exc:

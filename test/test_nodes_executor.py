@@ -1,0 +1,165 @@
+"""Executor node as a real process over DDS: refuses without a joint state, streams a chunk safely,
+clamps and reports out-of-limit chunks, rejects NaN chunks, and holds when chunks stop (watchdog)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+
+from sensor_msgs.msg import JointState
+from std_msgs.msg import Float64
+from trajectory_msgs.msg import JointTrajectory
+
+from fast_dvla_ros.execution import load_joint_limits
+from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
+from fast_dvla_ros.nodes.conversions import duration_to_sec, sec_to_duration, sec_to_time
+from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.testing import NodeProcess, Probe
+
+LIMITS = load_joint_limits("panda")
+NAMES = list(LIMITS.joint_names)
+HOME = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])
+VSCALE = 0.5
+RATE = 30.0
+TRAJ, GRIP, STATUS, CHUNK, JS = "/t/traj", "/t/gripper", "/chunk_executor/status", "/t/chunk", "/t/joint_states"
+
+
+def assert_commands_safe(trajs: list[JointTrajectory], start: np.ndarray) -> None:
+    """Every commanded point finite, within limits, velocities within the scaled limits, steps rate-limited."""
+    vmax = LIMITS.velocity * VSCALE
+    dt = 1.0 / RATE
+    for msg in trajs:
+        assert list(msg.joint_names) == NAMES
+        assert len(msg.points) >= 2
+        assert msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0
+        q = np.array([p.positions for p in msg.points])
+        v = np.array([p.velocities for p in msg.points])
+        t = np.array([duration_to_sec(p.time_from_start) for p in msg.points])
+        assert np.all(np.isfinite(q)) and np.all(np.isfinite(v))
+        assert np.all(q >= LIMITS.lower - 1e-9) and np.all(q <= LIMITS.upper + 1e-9)
+        assert np.all(np.abs(v) <= vmax + 1e-6)
+        assert np.all(np.diff(t) > 0) and t[0] > 0
+        assert np.all(np.abs(np.diff(q, axis=0)) <= vmax * dt + 1e-6)
+    firsts = np.array([start] + [m.points[0].positions for m in trajs])
+    # between consecutive messages the first point moves at most vmax * (elapsed <= 2 dt) + one step
+    assert np.all(np.abs(np.diff(firsts, axis=0)) <= vmax * 3 * dt + 1e-6)
+
+
+def make_chunk(stamp: float, q: np.ndarray, seq: int, names: list[str] = NAMES) -> ActionChunk:
+    q = np.atleast_2d(q)
+    h = q.shape[0]
+    msg = ActionChunk()
+    msg.header.stamp = sec_to_time(stamp)
+    msg.sequence_id = seq
+    msg.action_kind = ActionChunk.ACTION_KIND_JOINT_POSITION
+    msg.joint_names = names
+    msg.step_period = sec_to_duration(1.0 / RATE)
+    msg.horizon = h
+    msg.actions = [float(x) for x in q.reshape(-1)]
+    msg.gripper = [0.03] * h
+    msg.decoder = "test"
+    msg.checkpoint = "test"
+    return msg
+
+
+@pytest.fixture
+def rig():
+    node = NodeProcess(
+        "executor_node",
+        ["-p", "chunk_timeout_s:=0.4", "-p", f"velocity_scale:={VSCALE}", "-p", "blend_mode:=latest",
+         "-r", f"~/joint_trajectory:={TRAJ}", "-r", f"~/gripper_command:={GRIP}",
+         "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}"],
+    )  # fmt: skip
+    probe = Probe()
+    probe.record(JointTrajectory, TRAJ, COMMAND_QOS)
+    probe.record(Float64, GRIP, COMMAND_QOS)
+    probe.record(ExecutorStatus, STATUS, STATUS_QOS)
+    chunk_pub = probe.node.create_publisher(ActionChunk, CHUNK, CHUNK_QOS)
+    js_pub = probe.node.create_publisher(JointState, JS, SENSOR_QOS)
+    yield node, probe, chunk_pub, js_pub
+    code, out = node.stop()
+    probe.close()
+    assert code == 0, out
+    assert "Traceback" not in out, out
+
+
+def _joint_state(probe: Probe, q: np.ndarray) -> JointState:
+    js = JointState()
+    js.header.stamp = probe.node.get_clock().now().to_msg()
+    js.name = [*NAMES, "panda_finger_joint1", "panda_finger_joint2"]  # extra joints are ignored
+    js.position = [*map(float, q), 0.04, 0.04]
+    return js
+
+
+def _latest_status(probe: Probe) -> ExecutorStatus | None:
+    s = probe.got(STATUS)
+    return s[-1] if s else None
+
+
+def test_executor_refuses_then_streams_clamps_and_holds(rig) -> None:
+    node, probe, chunk_pub, js_pub = rig
+    assert probe.wait_for(lambda: _latest_status(probe) is not None, 15.0), node.output
+    # 1) no joint state, and a NaN joint state: refuses to move (no trajectory at all).
+    js_pub.publish(_joint_state(probe, np.full(7, np.nan)))
+    chunk_pub.publish(make_chunk(probe.now(), np.tile(HOME, (8, 1)), 1))
+    time.sleep(0.5)
+    assert _latest_status(probe).state == ExecutorStatus.STATE_WAITING_FOR_JOINT_STATE
+    assert not probe.got(TRAJ)
+    # 2) valid state, then a chunk far away and partly beyond the limits: clamped, reported, rate limited.
+    stopped = threading.Event()
+
+    def feed_states() -> None:
+        while not stopped.is_set():
+            js_pub.publish(_joint_state(probe, HOME))
+            time.sleep(1 / 60)
+
+    feeder = threading.Thread(target=feed_states, daemon=True)
+    feeder.start()
+    try:
+        assert probe.wait_for(lambda: _latest_status(probe).state == ExecutorStatus.STATE_WAITING_FOR_CHUNK, 5.0)
+        target = np.tile(HOME, (30, 1))
+        target[:, 0] = 4.0  # beyond +2.8973
+        target[:, 3] = -1.5
+        for seq in range(2, 8):
+            chunk_pub.publish(make_chunk(probe.now(), target, seq))
+            time.sleep(0.1)
+        assert probe.wait_for(lambda: len(probe.got(TRAJ)) >= 10, 5.0)
+        st = _latest_status(probe)
+        assert st.state == ExecutorStatus.STATE_EXECUTING
+        assert st.clamped_values > 0 and "clamp" in st.last_event
+        assert st.chunks_received >= 6
+        # 3) a NaN chunk and a chunk with wrong joint names are rejected whole.
+        bad = target.copy()
+        bad[2, 1] = np.nan
+        chunk_pub.publish(make_chunk(probe.now(), bad, 50))
+        chunk_pub.publish(make_chunk(probe.now(), target, 51, names=[*NAMES[:6], "elbow"]))
+        assert probe.wait_for(lambda: _latest_status(probe).chunks_rejected >= 2, 3.0)
+        assert _latest_status(probe).last_sequence_id == 7
+        # 4) no more chunks: the watchdog holds the last safe position with zero velocity.
+        assert probe.wait_for(lambda: _latest_status(probe).state == ExecutorStatus.STATE_HOLDING, 3.0)
+        time.sleep(0.2)
+        hold = probe.got(TRAJ)[-1]
+        assert all(v == 0.0 for p in hold.points for v in p.velocities)
+        assert _latest_status(probe).watchdog_trips == 1
+    finally:
+        stopped.set()
+        feeder.join()
+    trajs = probe.got(TRAJ)
+    assert_commands_safe(trajs, HOME)
+    grips = [m.data for m in probe.got(GRIP)]
+    assert grips and all(0.0 <= g <= 0.08 for g in grips)
+
+
+def test_bad_parameters_exit_nonzero_with_a_message() -> None:
+    node = NodeProcess("executor_node", ["-p", "blend_mode:=average"])
+    code = node.wait(30.0)
+    out = node.output
+    if code is None:
+        node.stop()
+    assert code == 2, out
+    assert "blend mode" in out and "Traceback" not in out
