@@ -67,6 +67,17 @@ def test_pipelined_one_block_in_flight_equals_block_cache(model: DVLA, seed: int
     assert block.stats.forward_passes == pipe.stats.forward_passes == 1 + 64
 
 
+@pytest.mark.parametrize("kwargs", [{"tokens_per_step": 2}, {"tokens_per_step": 3, "tau_add": 0.1, "tau_act": 0.2},
+                                    {"tau_conf": 0.002, "tau_add": 0.1, "tau_act": 0.3}])
+def test_pipelined_cache_is_exact_with_blocks_in_flight(model: DVLA, kwargs: dict) -> None:
+    """Same decisions with the KV cache as with a full recomputation every step, several blocks in flight."""
+    b = _batch(model, 2, seed=3)
+    cached = PipelinedDecoder(model, **kwargs).decode(b)
+    plain = PipelinedDecoder(model, use_kv_cache=False, **kwargs).decode(b)
+    assert torch.equal(cached.tokens, plain.tokens)
+    assert cached.stats.forward_passes == plain.stats.forward_passes < 1 + 64
+
+
 @pytest.mark.parametrize("name", sorted(DECODERS))
 @pytest.mark.parametrize("fixed", [None, 3])
 def test_every_token_committed_once(model: DVLA, name: str, fixed: int | None) -> None:

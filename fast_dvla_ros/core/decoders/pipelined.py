@@ -37,12 +37,15 @@ class PipelinedDecoder(Decoder):
         n: int = 2,
         tau_add: float = 0.5,
         tau_act: float = 0.7,
+        use_kv_cache: bool = True,
         **kwargs,
     ) -> None:
         super().__init__(model, **kwargs)
         if n < 1:
             raise ValueError("n must be >= 1")
         self.tau_conf, self.n, self.tau_add, self.tau_act = float(tau_conf), int(n), float(tau_add), float(tau_act)
+        # False = recompute prefix + all blocks every step (slow). Only for verifying that the cache is exact.
+        self.use_kv_cache = bool(use_kv_cache)
 
     def _commit_rule(self, conf: torch.Tensor, masked: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
         """conf/masked [B, D] for one block, full [B] -> chosen [B, D]."""
@@ -56,13 +59,14 @@ class PipelinedDecoder(Decoder):
         model, P, D, H = self.model, self.P, self.D, self.H
         B = batch.batch_size
         dev = model.device
-        _, cache = self._encode_prefix(batch, "block_causal")
+        prefix, cache = self._encode_prefix(batch, "block_causal")
         full_mask = model.attention_mask("block_causal")
         bins = self._empty_bins(batch)
         added = torch.ones(B, dtype=torch.long, device=dev)  # blocks [0, added) are active or done
         full = torch.zeros(B, H, dtype=torch.bool, device=dev)
         full[:, 0] = True
         rows = torch.arange(B, device=dev)
+        cached = 0  # action tokens whose (exact) KV is in the cache
         for _ in range(self.max_steps):
             ratio = (bins.view(B, H, D) >= 0).float().mean(-1)  # [B, H]
             done = ratio >= 1.0
@@ -77,14 +81,20 @@ class PipelinedDecoder(Decoder):
             in_flight = torch.arange(H, device=dev)[None] < added[:, None]
             full[:, 1:] |= prev_ok & in_flight[:, 1:]
             # 3. one forward over the window [first uncached block, furthest added block)
-            start = cache.get_seq_length() - P
+            start = cached
             end = int(added.max()) * D
-            window_mask = full_mask[P + start : P + end, : P + end]
-            hidden = self._forward(model.embed_actions(bins[:, start:end], start), window_mask, P + start, cache)
+            if self.use_kv_cache:
+                window_mask = full_mask[P + start : P + end, : P + end]
+                hidden = self._forward(model.embed_actions(bins[:, start:end], start), window_mask, P + start, cache)
+            else:
+                embeds = torch.cat([prefix, model.embed_actions(bins[:, :end])], dim=1)
+                hidden = self._forward(embeds, full_mask[: P + end, : P + end], 0, None)[:, P + start :]
             # keep the KV of leading blocks that were complete before this forward, in every row
             lead = torch.cumprod(done.long(), dim=1).sum(dim=1)  # leading complete blocks per row
             keep = max(int(lead.min()) * D, start)
-            self._truncate(cache, P + keep)
+            if self.use_kv_cache:
+                self._truncate(cache, P + keep)
+            cached = keep
             pred, conf = self._predict(model.action_logits(hidden))
             # 4. commit per block, per row
             for h in range(start // D, end // D):
