@@ -1,0 +1,316 @@
+"""``fast_dvla_policy``: decodes action chunks from the newest camera image + joint state.
+
+Why a worker thread: a decode takes tens of milliseconds; run in a callback it would stall the
+subscriptions and the node would decode old images. Here callbacks only validate and store the
+newest observation, and one worker decodes, at most at ``control_rate_hz`` and otherwise as fast as
+decoding goes, always from the newest data. A chunk is stamped with the OBSERVATION's time (the
+image stamp), so the executor can drop the steps that went by while decoding.
+
+Stale or malformed observations produce no chunk (see execution/observation_guard.py): the
+executor's watchdog then holds the arm, which is the safe reaction to a broken camera.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import String
+
+from fast_dvla_ros.execution.observation_guard import ObservationError, is_fresh, pick_joints
+from fast_dvla_ros.msg import ActionChunk
+from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
+from fast_dvla_ros.nodes.qos import CHUNK_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.runner import StartupError, run_node
+
+if TYPE_CHECKING:  # torch is imported lazily, after the parameters are checked
+    from fast_dvla_ros.core.policy import Policy, PolicyResult
+
+NODE_NAME = "fast_dvla_policy"
+DECODERS = ("bidirectional", "prefix_cache", "block_cache", "pipelined")
+DEFAULT_CHECKPOINT = "student_distilled"
+DEFAULT_INSTRUCTION = "pick the red block from the conveyor and place it in the bin"
+
+
+def default_checkpoint() -> Path:
+    """models/student_distilled from the source tree, else from the installed package's share dir."""
+    src = Path(__file__).resolve().parents[2] / "models" / DEFAULT_CHECKPOINT
+    if src.exists():
+        return src
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("fast_dvla_ros")) / "models" / DEFAULT_CHECKPOINT
+    except Exception:  # no ament index (pip install): report the source path
+        return src
+
+
+def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=text)
+    if lo is not None and hi is not None:
+        if integer:
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    return d
+
+
+@dataclass
+class _Stamped:
+    value: np.ndarray
+    stamp: float
+
+
+class PolicyNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        p = self.declare_parameter
+        p("checkpoint", "", _desc("Checkpoint directory; '' = the shipped models/student_distilled"))
+        p("decoder", "pipelined", _desc(f"Decoder: {', '.join(DECODERS)}"))
+        p("device", "cpu", _desc("Torch device: cpu or cuda"))
+        p("tau_conf", 0.5, _desc("Confidence threshold for committing tokens", 0.0, 1.0))
+        p("n", 2, _desc("Pipelined: commit at least remaining/n tokens of fully active blocks", 1, 64, True))
+        p("tau_add", 0.5, _desc("Pipelined: add a new block when the last is this decoded", 0.0, 1.0))
+        p("tau_act", 0.7, _desc("Pipelined: activate a block when its predecessor is this decoded", 0.0, 1.0))
+        p("steps", 12, _desc("Bidirectional: MaskGIT refinement steps", 1, 256, True))
+        p("horizon", 0, _desc("Steps published per chunk (0 = the checkpoint's horizon)", 0, 256, True))
+        p("control_rate_hz", 30.0, _desc("Chunk rate when decoding is fast enough (Hz)", 0.5, 500.0))
+        p("joint_names", [f"panda_joint{i}" for i in range(1, 8)], _desc("Arm joints, in the action order"))
+        p("gripper_joint_names", ["panda_finger_joint1", "panda_finger_joint2"], _desc("Finger joints; width = sum"))
+        p("instruction", DEFAULT_INSTRUCTION, _desc("Task instruction until one arrives on ~/instruction"))
+        p("max_observation_age_s", 0.5, _desc("Older image or joint state -> no chunk (s)", 0.01, 60.0))
+        p("warmup", True, _desc("Run warm-up decodes before control starts (not counted)"))
+        p("num_threads", 1, _desc("Torch intra-op threads (0 = torch default)", 0, 64, True))
+
+        g = self.get_parameter
+        self.joint_names = list(g("joint_names").value)
+        self.gripper_joints = list(g("gripper_joint_names").value)
+        self.max_age = float(g("max_observation_age_s").value)
+        self.period = 1.0 / float(g("control_rate_hz").value)
+        self.policy = self._load_policy()
+        self.checkpoint_label = self.policy.checkpoint_name
+        if len(self.policy.action_names) != len(self.joint_names) + 1:
+            raise StartupError(
+                f"checkpoint actions {self.policy.action_names} do not fit {len(self.joint_names)} joints + gripper"
+            )
+        h = int(g("horizon").value)
+        self.horizon = self.policy.horizon if h <= 0 else min(h, self.policy.horizon)
+        if bool(g("warmup").value):
+            stats = self.policy.warmup(2)
+            self.get_logger().info(f"warm-up decode: {1000 * stats.latency_s:.1f} ms")
+
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._image: _Stamped | None = None
+        self._joints: _Stamped | None = None
+        self._instruction = str(g("instruction").value)
+        self._stop = threading.Event()
+        self._seq = 0
+
+        inputs = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(
+            CompressedImage, "~/image/compressed", self._on_compressed, SENSOR_QOS, callback_group=inputs
+        )
+        self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(String, "~/instruction", self._on_instruction, LATCHED_QOS, callback_group=inputs)
+        self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", CHUNK_QOS)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATUS_QOS)
+        self._worker = threading.Thread(target=self._decode_loop, name="decode", daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f"policy '{self.checkpoint_label}' decoder {self.policy.decoder_name}, horizon {self.horizon}, "
+            f"up to {1 / self.period:.1f} chunks/s"
+        )
+
+    # ------------------------------------------------------------------ setup
+    def _load_policy(self) -> Policy:
+        g = self.get_parameter
+        path = str(g("checkpoint").value).strip()
+        ck = Path(path).expanduser() if path else default_checkpoint()
+        decoder = str(g("decoder").value)
+        if decoder not in DECODERS:
+            raise StartupError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+        if not ck.is_dir():
+            raise StartupError(f"checkpoint not found: {ck} (set the 'checkpoint' parameter to a checkpoint directory)")
+        import torch
+
+        from fast_dvla_ros.core.policy import Policy
+
+        threads = int(g("num_threads").value)
+        if threads > 0:
+            torch.set_num_threads(threads)
+        kwargs: dict[str, float | int] = {}
+        if decoder == "bidirectional":
+            kwargs["steps"] = int(g("steps").value)
+        else:
+            kwargs["tau_conf"] = float(g("tau_conf").value)
+        if decoder == "pipelined":
+            kwargs.update(n=int(g("n").value), tau_add=float(g("tau_add").value), tau_act=float(g("tau_act").value))
+        try:
+            return Policy.load(ck, decoder=decoder, device=str(g("device").value), **kwargs)
+        except Exception as exc:  # corrupt files, wrong format, no CUDA: one clear line, no traceback
+            raise StartupError(f"cannot load checkpoint {ck}: {type(exc).__name__}: {exc}") from exc
+
+    # ------------------------------------------------------------------ callbacks: validate + store newest
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _store_image(self, rgb: np.ndarray, stamp: float) -> None:
+        with self._wake:
+            self._image = _Stamped(rgb, stamp if stamp > 0 else self._now())
+            self._wake.notify()
+
+    def _on_image(self, msg: Image) -> None:
+        try:
+            rgb = image_to_rgb(msg)
+        except ObservationError as exc:
+            self.get_logger().warning(f"image ignored: {exc}", throttle_duration_sec=2.0)
+            return
+        self._store_image(rgb, time_to_sec(msg.header.stamp))
+
+    def _on_compressed(self, msg: CompressedImage) -> None:
+        try:
+            rgb = compressed_to_rgb(msg)
+        except ObservationError as exc:
+            self.get_logger().warning(f"compressed image ignored: {exc}", throttle_duration_sec=2.0)
+            return
+        self._store_image(rgb, time_to_sec(msg.header.stamp))
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        try:
+            q = pick_joints(msg.name, msg.position, self.joint_names)
+            width = (
+                float(pick_joints(msg.name, msg.position, self.gripper_joints).sum()) if self.gripper_joints else 0.08
+            )
+        except ObservationError as exc:
+            self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
+            return
+        stamp = time_to_sec(msg.header.stamp)
+        with self._wake:
+            self._joints = _Stamped(np.append(q, width), stamp if stamp > 0 else self._now())
+            self._wake.notify()
+
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data.strip()
+        if not text:
+            self.get_logger().warning("empty instruction ignored")
+            return
+        with self._lock:
+            changed = text != self._instruction
+            self._instruction = text
+        if changed:
+            self.get_logger().info(f"instruction: {text!r}")
+
+    # ------------------------------------------------------------------ worker
+    def _decode_loop(self) -> None:
+        from fast_dvla_ros.core.policy import Observation
+
+        last_used: tuple[float, float] | None = None
+        next_start = 0.0
+        while not self._stop.is_set():
+            delay = next_start - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            with self._wake:
+                self._wake.wait(timeout=0.1)
+                image, joints, instruction = self._image, self._joints, self._instruction
+            if image is None or joints is None or (image.stamp, joints.stamp) == last_used:
+                continue
+            now = self._now()
+            if not (is_fresh(image.stamp, now, self.max_age) and is_fresh(joints.stamp, now, self.max_age)):
+                self.get_logger().warning(
+                    f"stale observation (image {now - image.stamp:.2f} s, joints {now - joints.stamp:.2f} s old,"
+                    f" max {self.max_age} s): no chunk",
+                    throttle_duration_sec=2.0,
+                )
+                continue
+            last_used = (image.stamp, joints.stamp)
+            next_start = time.monotonic() + self.period
+            try:
+                result = self.policy.predict(Observation(image.value, joints.value.astype(np.float32), instruction))
+            except Exception as exc:  # a bad observation or a decoder bug must not kill the node
+                self.get_logger().error(f"decode failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+                continue
+            if self._stop.is_set() or not self.context.ok():
+                return
+            try:
+                self._publish(result, image.stamp)
+            except Exception as exc:  # Ctrl-C can invalidate the context between the check and publish
+                if not self.context.ok():
+                    return
+                self.get_logger().error(f"publish failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+
+    def _publish(self, result: PolicyResult, stamp: float) -> None:
+        actions = np.asarray(result.actions, dtype=np.float64)[: self.horizon]
+        if not np.all(np.isfinite(actions)):
+            self.get_logger().error("decoder produced NaN/inf actions: chunk dropped")
+            return
+        j = len(self.joint_names)
+        self._seq += 1
+        s = result.stats
+        msg = ActionChunk()
+        msg.header.stamp = sec_to_time(stamp)
+        msg.sequence_id = self._seq
+        msg.action_kind = ActionChunk.ACTION_KIND_JOINT_POSITION
+        msg.joint_names = self.joint_names
+        msg.step_period = sec_to_duration(self.period)
+        msg.horizon = int(actions.shape[0])
+        msg.actions = actions[:, :j].reshape(-1).tolist()
+        msg.gripper = actions[:, j].tolist()
+        msg.decoder = self.policy.decoder_name
+        msg.checkpoint = self.checkpoint_label
+        msg.stats.latency_s = float(s.latency_s)
+        msg.stats.forward_passes = int(s.forward_passes)
+        msg.stats.tokens_committed = int(s.tokens_committed)
+        msg.stats.tokens_per_second = float(s.tokens_per_second)
+        msg.stats.tokens_per_forward = float(s.tokens_per_forward)
+        self.chunk_pub.publish(msg)
+        self._publish_diagnostics(msg)
+
+    def _publish_diagnostics(self, chunk: ActionChunk) -> None:
+        s = chunk.stats
+        st = DiagnosticStatus()
+        st.name = f"{self.get_name()}: decoder"
+        st.hardware_id = self.checkpoint_label
+        late = s.latency_s > self.period
+        st.level = DiagnosticStatus.WARN if late else DiagnosticStatus.OK
+        st.message = f"decode {1000 * s.latency_s:.1f} ms" + (" (slower than the control rate)" if late else "")
+        values = {
+            "decoder": chunk.decoder,
+            "sequence_id": str(chunk.sequence_id),
+            "latency_s": f"{s.latency_s:.6f}",
+            "forward_passes": str(s.forward_passes),
+            "tokens_committed": str(s.tokens_committed),
+            "tokens_per_second": f"{s.tokens_per_second:.1f}",
+            "tokens_per_forward": f"{s.tokens_per_forward:.3f}" if math.isfinite(s.tokens_per_forward) else "nan",
+        }
+        st.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+        arr = DiagnosticArray()
+        arr.header.stamp = self.get_clock().now().to_msg()
+        arr.status = [st]
+        self.diag_pub.publish(arr)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._wake:
+            self._wake.notify_all()
+        self._worker.join(timeout=5.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(PolicyNode, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
