@@ -114,8 +114,10 @@ def test_executor_refuses_then_streams_clamps_and_holds(rig) -> None:
     stopped = threading.Event()
 
     def feed_states() -> None:
+        # A perfectly tracking arm: it is where the newest trajectory's first point says.
         while not stopped.is_set():
-            js_pub.publish(_joint_state(probe, HOME))
+            trajs = probe.got(TRAJ)
+            js_pub.publish(_joint_state(probe, np.array(trajs[-1].points[0].positions) if trajs else HOME))
             time.sleep(1 / 60)
 
     feeder = threading.Thread(target=feed_states, daemon=True)

@@ -4,7 +4,8 @@ State machine (same numbers as msg/ExecutorStatus.msg):
 
 * WAITING_FOR_JOINT_STATE - no valid joint state yet: nothing is commanded, ever.
 * WAITING_FOR_CHUNK - the arm's position is known, no plan yet: nothing is commanded (the
-  controller keeps holding on its own).
+  controller keeps holding on its own). Also entered when the measured arm is more than
+  ``reanchor_tolerance`` away from the command (an external reset): the plan is dropped.
 * EXECUTING - the upcoming points of the blended plan, made feasible by the SafetyFilter.
 * HOLDING - watchdog tripped (no fresh chunk) or the joint state went stale: a trajectory that
   holds the last safe commanded position with zero velocity.
@@ -77,6 +78,7 @@ class ExecutorCore:
         velocity_scale: float = 0.5,
         watchdog_timeout_s: float = 0.5,
         joint_state_timeout_s: float = 0.5,
+        reanchor_tolerance: float = 0.5,
     ) -> None:
         if not (math.isfinite(control_period) and control_period > 0):
             raise ValueError("control_period must be > 0")
@@ -89,6 +91,7 @@ class ExecutorCore:
         self.safety = SafetyFilter(limits, velocity_scale)
         self.watchdog = Watchdog(watchdog_timeout_s)
         self.joint_state_timeout_s = float(joint_state_timeout_s)
+        self.reanchor_tolerance = float(reanchor_tolerance)
         self.counters = ExecutorCounters()
         self.state = ExecutorState.WAITING_FOR_JOINT_STATE
         self.q_measured: np.ndarray | None = None
@@ -148,6 +151,13 @@ class ExecutorCore:
             return TickCommand(self.state)
         if self.q_ref is None or self.state in (ExecutorState.WAITING_FOR_JOINT_STATE, ExecutorState.WAITING_FOR_CHUNK):
             self.q_ref = self.q_measured.copy()  # track the arm until we command it
+        drift = float(np.max(np.abs(self.q_measured - self.q_ref)))
+        if not self.blender.empty and drift > self.reanchor_tolerance:
+            # The arm is far from where we command it (reset, reflex stop, collision): dragging it back at
+            # full speed would be dangerous, and the stored plan belongs to a situation that no longer exists.
+            self.counters.event(f"arm {drift:.2f} rad from the command: plan dropped, re-anchored")
+            self.blender.clear()
+            self.q_ref = self.q_measured.copy()
         if self.blender.empty:
             self.state = ExecutorState.WAITING_FOR_CHUNK
             return TickCommand(self.state)

@@ -59,6 +59,7 @@ class ExecutorNode(Node):
         p("crossfade_steps", 3, _desc("rtc_freeze: steps over which the new chunk fades in", 0, 32, True))
         p("chunk_timeout_s", 0.5, _desc("Watchdog: hold position when no chunk arrived for this long (s)", 0.05, 10.0))
         p("max_joint_state_age_s", 0.5, _desc("Hold when the newest joint state is older than this (s)", 0.05, 10.0))
+        p("reanchor_tolerance_rad", 0.5, _desc("Drop the plan when the arm is this far from the command", 0.01, 6.3))
         p("trajectory_points", 8, _desc("Points per JointTrajectory message (>= 2)", 2, 64, True))
         p("velocity_scale", 0.5, _desc("Fraction of the joint velocity limits the executor may use", 0.01, 1.0))
         p("gripper_min_width", 0.0, _desc("Smallest gripper width command (m)", 0.0, 0.08))
@@ -86,6 +87,7 @@ class ExecutorNode(Node):
                 velocity_scale=float(g("velocity_scale").value),
                 watchdog_timeout_s=float(g("chunk_timeout_s").value),
                 joint_state_timeout_s=float(g("max_joint_state_age_s").value),
+                reanchor_tolerance=float(g("reanchor_tolerance_rad").value),
             )
         except ValueError as exc:
             raise StartupError(f"{NODE_NAME}: invalid parameters: {exc}") from exc
