@@ -31,14 +31,15 @@ from fast_dvla_common import (
 )
 
 CONTROLLER = "fast_dvla_trajectory_controller"
-# franka_ros2 robot types -> our controller config (joint name prefix differs).
+# franka_ros2 robot types with a controller config here; joints are named <robot_type>_joint1..7
+# (fer: the Panda in franka_ros2 2.x). Other types (fp3, fr3v2) need controllers_yaml:=<file>.
 CONTROLLER_CONFIGS = {
     "fr3": "fr3_trajectory_controller.yaml",
-    "fp3": "fr3_trajectory_controller.yaml",
-    "fr3v2": "fr3_trajectory_controller.yaml",
     "fer": "panda_trajectory_controller.yaml",
     "panda": "panda_trajectory_controller.yaml",
 }
+# The executor's joint limits table per robot type (config/joint_limits/).
+JOINT_LIMITS = {"fr3": "fr3", "fp3": "fr3", "fr3v2": "fr3", "fer": "panda", "panda": "panda"}
 
 
 def robot_type_of(context: LaunchContext) -> str:
@@ -87,6 +88,35 @@ def robot_bringup(context: LaunchContext) -> list:
         output="screen",
     )
     return [bringup, spawner]
+
+
+def robot_policy_and_executor(context: LaunchContext) -> list:
+    """Policy and executor set up for the arm type: joint names, joint limits, gripper bridge.
+
+    The sim-trained defaults in the parameter file name the simulator's panda_joint*; the real
+    arm's joints are <prefix>_joint1..7 (the same names as in our controller config). With
+    load_gripper the executor also sends franka_gripper move/grasp goals (its ~/move and ~/grasp
+    action clients remapped to the franka_gripper node in the same namespace).
+    """
+    robot_type = robot_type_of(context)
+    if robot_type not in JOINT_LIMITS:
+        raise RuntimeError(f"unknown robot type {robot_type!r}; use one of {sorted(JOINT_LIMITS)}")
+    prefix = "fer" if robot_type == "panda" else robot_type
+    joints = [f"{prefix}_joint{i}" for i in range(1, 8)]
+    with_gripper = LaunchConfiguration("load_gripper").perform(context).lower() == "true"
+    return policy_and_executor_nodes(
+        context,
+        robot_policy_params={
+            "joint_names": joints,
+            "gripper_joint_names": [f"{prefix}_finger_joint1", f"{prefix}_finger_joint2"],
+        },
+        robot_executor_params={
+            "joint_names": joints,
+            "joint_limits": JOINT_LIMITS[robot_type],
+            "use_franka_gripper": with_gripper,
+        },
+        robot_executor_remaps=[("~/move", "franka_gripper/move"), ("~/grasp", "franka_gripper/grasp")],
+    )
 
 
 def camera_driver(context: LaunchContext) -> list:
@@ -175,7 +205,7 @@ def generate_launch_description() -> LaunchDescription:
             *shared_args,
             OpaqueFunction(function=robot_bringup),
             OpaqueFunction(function=camera_driver),
-            OpaqueFunction(function=policy_and_executor_nodes),
+            OpaqueFunction(function=robot_policy_and_executor),
             OpaqueFunction(function=bag_recorder, args=[[]]),
         ]
     )

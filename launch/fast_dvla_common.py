@@ -141,12 +141,21 @@ def overrides(context: LaunchContext, params: dict[str, type]) -> dict[str, obje
     return out
 
 
-def policy_and_executor_nodes(context: LaunchContext) -> list[Node]:
-    """The policy and executor nodes, each behind its start_* argument (for an OpaqueFunction)."""
+def policy_and_executor_nodes(
+    context: LaunchContext,
+    robot_policy_params: dict[str, object] | None = None,
+    robot_executor_params: dict[str, object] | None = None,
+    robot_executor_remaps: list[tuple[str, str]] | None = None,
+) -> list[Node]:
+    """The policy and executor nodes, each behind its start_* argument (for an OpaqueFunction).
+
+    The ``robot_*`` extras come from the robot launch file (joint names and limits of the arm
+    type, the franka_gripper bridge); the explicit launch-argument overrides win over them.
+    """
     ns = LaunchConfiguration("namespace")
     params = LaunchConfiguration("params_file")
-    policy_overrides = overrides(context, {"checkpoint": str, "decoder": str})
-    executor_overrides = overrides(context, {"blend_mode": str})
+    policy_overrides = {**(robot_policy_params or {}), **overrides(context, {"checkpoint": str, "decoder": str})}
+    executor_overrides = {**(robot_executor_params or {}), **overrides(context, {"blend_mode": str})}
     log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     policy = Node(
         package=PACKAGE,
@@ -177,6 +186,7 @@ def policy_and_executor_nodes(context: LaunchContext) -> list[Node]:
             ("~/joint_states", LaunchConfiguration("executor_joint_states_topic")),
             ("~/joint_trajectory", LaunchConfiguration("trajectory_topic")),
             ("~/gripper_command", LaunchConfiguration("gripper_command_topic")),
+            *(robot_executor_remaps or []),
         ],
         arguments=log_args,
         output="screen",

@@ -247,7 +247,7 @@ def test_controller_configs_parse_and_name_the_right_joints(config: str, prefix:
     assert 0 < constraints["goal_time"] < jtc["cmd_timeout"]
     assert {k for k in constraints if k.startswith(prefix)} == set(jtc["joints"])
     # the launch file maps franka_ros2 robot types to the config with their joint names
-    types = {"fr3": {"fr3", "fp3", "fr3v2"}, "fer": {"fer", "panda"}}[prefix]
+    types = {"fr3": {"fr3"}, "fer": {"fer", "panda"}}[prefix]
     assert {t for t, file in _robot_configs().items() if file == config} == types
 
 
@@ -294,7 +294,18 @@ def _declared_parameters(module_file: Path) -> dict[str, bool]:
             "Parameter.Type" in ast.unparse(value) or "ParameterType" in ast.unparse(value)
         )
 
-    for call in _calls(tree, "declare_parameter"):
+    # `p = self.declare_parameter` then `p("name", default, descriptor)` (the nodes' style)
+    aliases = {
+        target.id
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr == "declare_parameter"
+        for target in node.targets
+        if isinstance(target, ast.Name)
+    }
+    calls = _calls(tree, "declare_parameter") + [c for a in aliases for c in _calls(tree, a)]
+    for call in calls:
         name = _const(call.args[0], constants) if call.args else _const(_keyword(call, "name"), constants)
         assert name, f"{module_file.name}: declare_parameter with a non-literal name: {ast.unparse(call)[:120]}"
         value = call.args[1] if len(call.args) > 1 else _keyword(call, "value")
@@ -380,8 +391,8 @@ def _launch_overrides() -> dict[str, set[str]]:
             params = _keyword(call, "parameters")
             for item in getattr(params, "elts", []):
                 value = assigned.get(item.id) if isinstance(item, ast.Name) else item
-                if isinstance(value, ast.Call) and getattr(value.func, "id", "") == "overrides":
-                    result.setdefault(name, set()).update(_const(k, constants) for k in value.args[1].keys)
+                for call in _calls(value, "overrides") if value is not None else []:
+                    result.setdefault(name, set()).update(_const(k, constants) for k in call.args[1].keys)
     return result
 
 
@@ -398,3 +409,17 @@ def test_launch_overrides_are_declared_node_parameters() -> None:
     for node_name, names in _launch_overrides().items():
         undeclared = sorted(names - set(_node_parameters(node_name)))
         assert not undeclared, f"launch arguments override parameters {node_name} does not declare: {undeclared}"
+
+
+@needs_nodes
+def test_robot_type_parameters_are_declared_node_parameters() -> None:
+    tree = _tree(LAUNCH / "conveyor_picking.launch.py")
+    call = next(iter(_calls(tree, "policy_and_executor_nodes")))
+    for keyword, node_name in (
+        ("robot_policy_params", "fast_dvla_policy"),
+        ("robot_executor_params", "chunk_executor"),
+    ):
+        names = {_const(k, {}) for k in _keyword(call, keyword).keys}
+        assert names, keyword
+        undeclared = sorted(names - set(_node_parameters(node_name)))
+        assert not undeclared, f"the robot launch sets parameters {node_name} does not declare: {undeclared}"
