@@ -1,0 +1,233 @@
+"""``conveyor_sim``: ConveyorPickEnv in real time, behaving towards ROS like the real robot does.
+
+Physics advances on a wall-clock timer by the time that actually passed, so the policy and the
+executor face real latency. The arm takes exactly what the executor sends to the robot: a
+JointTrajectory, followed the way a joint_trajectory_controller does (JtcInterpolator), plus a
+Float64 gripper width. The camera renders at ``image_rate_hz`` (TinyRenderer costs ~25 ms at
+128 px on these CPUs, so 15 Hz at 96 px keeps the loop on time), joint states go out at
+``joint_state_rate_hz``. At each episode end an EpisodeOutcome is published and the next seed
+starts; with ``episodes`` > 0 the node exits 0 after the last one.
+
+Why one callback group for physics and camera: a PyBullet client is not thread-safe. The
+subscriptions live in another group and only store the newest message.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.node import Node
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
+from trajectory_msgs.msg import JointTrajectory
+
+from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator, TrajectoryRejected
+from fast_dvla_ros.msg import EpisodeOutcome
+from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image, time_to_sec
+from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.runner import StartupError, run_node
+
+NODE_NAME = "conveyor_sim"
+FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+MAX_STEP_S = 0.1  # never catch up more than this in one tick after a stall (keeps physics stable)
+
+
+def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
+    d = ParameterDescriptor(description=text)
+    if lo is not None and hi is not None:
+        if integer:
+            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
+        else:
+            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
+    return d
+
+
+class SimNode(Node):
+    def __init__(self) -> None:
+        super().__init__(NODE_NAME)
+        p = self.declare_parameter
+        p("episodes", 0, _desc("Episodes to run, then exit 0 (0 = forever)", 0, 1_000_000, True))
+        p("episode_time_limit_s", 10.0, _desc("Simulated seconds before an episode times out", 0.5, 600.0))
+        p("image_rate_hz", 15.0, _desc("Camera rate (Hz); rendering costs ~25 ms per 128 px frame", 1.0, 60.0))
+        p("joint_state_rate_hz", 60.0, _desc("Joint state rate (Hz)", 1.0, 500.0))
+        p(
+            "physics_rate_hz",
+            120.0,
+            _desc("Wall-clock rate of physics updates (Hz; 240 Hz substeps inside)", 10.0, 480.0),
+        )
+        p("image_size", 96, _desc("Square camera image side (px)", 16, 512, True))
+        p("seed", 0, _desc("Seed of the first episode; episode k uses seed + k", 0, 2**31 - 1, True))
+        p("belt_speed_min", 0.03, _desc("Lowest belt speed (m/s)", 0.0, 0.5))
+        p("belt_speed_max", 0.08, _desc("Highest belt speed (m/s)", 0.0, 0.5))
+
+        g = self.get_parameter
+        from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
+
+        try:
+            cfg = SimConfig(
+                belt_speed_range=(float(g("belt_speed_min").value), float(g("belt_speed_max").value)),
+                image_size=int(g("image_size").value),
+                episode_time_limit=float(g("episode_time_limit_s").value),
+            )
+        except (ValueError, TypeError) as exc:
+            raise StartupError(f"{NODE_NAME}: invalid parameters: {exc}") from exc
+        self.env = ConveyorPickEnv(cfg)
+        self.episodes = int(g("episodes").value)
+        self.seed0 = int(g("seed").value)
+        self.episode = 0
+        self.finished = False
+        self.exit_code = 0
+        self._finish_at: float | None = None
+        self.arm_joints = list(self.env.action_names[:7])
+        self._sim_lock = threading.Lock()  # PyBullet client
+        self._in_lock = threading.Lock()  # newest command messages
+        self._traj: JointTrajectory | None = None
+        self._width: float | None = None
+        self._commands = 0
+
+        self.image_pub = self.create_publisher(Image, "~/image", SENSOR_QOS)
+        self.js_pub = self.create_publisher(JointState, "~/joint_states", SENSOR_QOS)
+        self.outcome_pub = self.create_publisher(EpisodeOutcome, "~/episode_outcome", STATUS_QOS)
+        self.instruction_pub = self.create_publisher(String, "~/instruction", LATCHED_QOS)
+        inputs = MutuallyExclusiveCallbackGroup()
+        self.create_subscription(
+            JointTrajectory, "~/joint_trajectory", self._on_traj, COMMAND_QOS, callback_group=inputs
+        )
+        self.create_subscription(Float64, "~/gripper_command", self._on_gripper, COMMAND_QOS, callback_group=inputs)
+
+        self._start_episode()
+        sim_group = MutuallyExclusiveCallbackGroup()
+        self._last_advance = time.monotonic()
+        self._js_period = 1.0 / float(g("joint_state_rate_hz").value)
+        self._next_js = 0.0
+        self.create_timer(1.0 / float(g("physics_rate_hz").value), self._physics_tick, callback_group=sim_group)
+        self.create_timer(1.0 / float(g("image_rate_hz").value), self._camera_tick, callback_group=sim_group)
+        self.get_logger().info(
+            f"conveyor sim: {self.episodes or 'endless'} episodes from seed {self.seed0}, "
+            f"camera {cfg.image_size} px at {g('image_rate_hz').value} Hz"
+        )
+
+    # ------------------------------------------------------------------ episodes
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _start_episode(self) -> None:
+        with self._sim_lock:
+            self.env.reset(seed=self.seed0 + self.episode)
+            q = self.env.observe()["joint_pos"]
+            self.interp = JtcInterpolator(self.arm_joints, q)
+            self.interp.reset(q, self._now())
+            self._gripper_cmd = float(self.env.command[1])
+        with self._in_lock:
+            self._traj, self._width, self._commands = None, None, 0
+        self.instruction_pub.publish(String(data=self.env.instruction))
+        self.get_logger().info(f"episode {self.episode} (seed {self.seed0 + self.episode}): {self.env.instruction}")
+
+    def _end_episode(self) -> None:
+        st = self.env.episode_status()
+        msg = EpisodeOutcome()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        msg.episode = self.episode
+        msg.seed = self.seed0 + self.episode
+        msg.success = bool(st.success)
+        msg.failure_cause = st.failure_cause
+        msg.duration_s = float(st.time_s)
+        msg.belt_speed_mps = float(self.env.belt_speed)
+        msg.control_steps = self._commands
+        self.outcome_pub.publish(msg)
+        self.get_logger().info(
+            f"episode {self.episode}: {'success' if st.success else 'failure (' + st.failure_cause + ')'}"
+            f" after {st.time_s:.1f} s, {self._commands} trajectory commands"
+        )
+        self.episode += 1
+        if self.episodes and self.episode >= self.episodes:
+            self._finish_at = time.monotonic() + 0.5  # let the reliable outcome reach its subscribers
+        else:
+            self._start_episode()
+
+    # ------------------------------------------------------------------ inputs
+    def _on_traj(self, msg: JointTrajectory) -> None:
+        with self._in_lock:
+            self._traj = msg
+            self._commands += 1
+
+    def _on_gripper(self, msg: Float64) -> None:
+        if not math.isfinite(msg.data):
+            self.get_logger().warning("non-finite gripper command ignored", throttle_duration_sec=2.0)
+            return
+        with self._in_lock:
+            self._width = float(msg.data)
+
+    # ------------------------------------------------------------------ loop
+    def _physics_tick(self) -> None:
+        if self._finish_at is not None:
+            if time.monotonic() >= self._finish_at:
+                self.finished = True
+            return
+        mono = time.monotonic()
+        dt = min(mono - self._last_advance, MAX_STEP_S)
+        self._last_advance = mono
+        now = self._now()
+        with self._in_lock:
+            traj, width = self._traj, self._width
+            self._traj = None
+        if traj is not None:
+            try:
+                self.interp.set_trajectory(
+                    now,
+                    time_to_sec(traj.header.stamp),
+                    traj.joint_names,
+                    [duration_to_sec(pt.time_from_start) for pt in traj.points],
+                    [list(pt.positions) for pt in traj.points],
+                    [list(pt.velocities) for pt in traj.points] if all(pt.velocities for pt in traj.points) else None,
+                )
+            except (TrajectoryRejected, ValueError) as exc:
+                self.get_logger().warning(f"trajectory rejected: {exc}", throttle_duration_sec=2.0)
+        if width is not None:
+            self._gripper_cmd = width
+        q_des, _ = self.interp.sample(now)
+        with self._sim_lock:
+            try:
+                self.env.set_command(q_des, self._gripper_cmd)
+            except ValueError as exc:
+                self.get_logger().warning(f"command ignored: {exc}", throttle_duration_sec=2.0)
+            self.env.advance(dt)
+            done = self.env.episode_status().done
+            if now >= self._next_js:
+                self._next_js = now + self._js_period
+                self._publish_joint_state(self.env.observe())
+        if done:
+            self._end_episode()
+
+    def _publish_joint_state(self, obs: dict) -> None:
+        js = JointState()
+        js.header.stamp = self.get_clock().now().to_msg()
+        js.name = [*self.arm_joints, *FINGERS]
+        half = 0.5 * float(obs["gripper_width"])
+        js.position = [*map(float, obs["joint_pos"]), half, half]
+        js.velocity = [*map(float, obs["joint_vel"]), 0.0, 0.0]
+        self.js_pub.publish(js)
+
+    def _camera_tick(self) -> None:
+        if self._finish_at is not None:
+            return
+        stamp = self.get_clock().now().to_msg()  # the observation time: when the scene was as rendered
+        with self._sim_lock:
+            rgb = self.env.render()
+        self.image_pub.publish(rgb_to_image(rgb, stamp, frame_id="scene_camera"))
+
+    def close(self) -> None:
+        with self._sim_lock:
+            self.env.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_node(SimNode, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Simulator node as a real process: camera and joint states with stamps, follows a JointTrajectory
+like a JTC, publishes an EpisodeOutcome at the episode end and exits 0 after the last episode."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("pybullet")
+
+from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Float64, String
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from fast_dvla_ros.msg import EpisodeOutcome
+from fast_dvla_ros.nodes.conversions import sec_to_duration, time_to_sec
+from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.testing import NodeProcess, Probe
+
+P = "/conveyor_sim"
+ARM = [f"panda_joint{i}" for i in range(1, 8)]
+
+
+def test_sim_node_moves_the_arm_along_a_trajectory_and_ends_the_episode() -> None:
+    node = NodeProcess(
+        "sim_node", ["-p", "episodes:=1", "-p", "episode_time_limit_s:=3.0", "-p", "seed:=3"], name="conveyor_sim"
+    )
+    probe = Probe("sim_probe")
+    try:
+        probe.record(Image, f"{P}/image", SENSOR_QOS)
+        probe.record(JointState, f"{P}/joint_states", SENSOR_QOS)
+        probe.record(EpisodeOutcome, f"{P}/episode_outcome", STATUS_QOS)
+        probe.record(String, f"{P}/instruction", LATCHED_QOS)
+        traj_pub = probe.node.create_publisher(JointTrajectory, f"{P}/joint_trajectory", COMMAND_QOS)
+        grip_pub = probe.node.create_publisher(Float64, f"{P}/gripper_command", COMMAND_QOS)
+        assert probe.wait_for(lambda: len(probe.got(f"{P}/joint_states")) > 5, 20.0), node.output
+        js = probe.got(f"{P}/joint_states")[-1]
+        assert list(js.name[:7]) == ARM and len(js.position) == 9
+        q0 = np.array(js.position[:7])
+        assert probe.wait_for(lambda: len(probe.got(f"{P}/image")) > 2, 5.0)
+        img = probe.got(f"{P}/image")[-1]
+        assert img.encoding == "rgb8" and img.height == img.width == 96 and len(img.data) == 96 * 96 * 3
+        assert abs(time_to_sec(img.header.stamp) - probe.now()) < 1.0
+        assert "block" in probe.got(f"{P}/instruction")[-1].data
+        # Joint 1 by +0.3 rad over 1 s, as the executor would send it (points with velocities, stamp 0 = now).
+        msg = JointTrajectory()
+        msg.joint_names = ARM
+        for k in range(1, 11):
+            pt = JointTrajectoryPoint()
+            s = k / 10
+            q = q0.copy()
+            q[0] += 0.3 * (3 * s**2 - 2 * s**3)
+            v = np.zeros(7)
+            v[0] = 0.3 * (6 * s - 6 * s**2)
+            pt.positions, pt.velocities = q.tolist(), v.tolist()
+            pt.time_from_start = sec_to_duration(0.1 * k)
+            msg.points.append(pt)
+        traj_pub.publish(msg)
+        grip_pub.publish(Float64(data=0.02))
+        time.sleep(1.6)
+        q1 = np.array(probe.got(f"{P}/joint_states")[-1].position[:7])
+        assert q1[0] - q0[0] == pytest.approx(0.3, abs=0.05)
+        assert np.allclose(q1[1:], q0[1:], atol=0.05)
+        # Joint-state rate and stamps.
+        stamps = [time_to_sec(m.header.stamp) for m in probe.got(f"{P}/joint_states")[-30:]]
+        assert np.median(np.diff(stamps)) < 1 / 25
+        # The episode times out (3 s) -> outcome, then the node exits by itself with 0.
+        assert probe.wait_for(lambda: probe.got(f"{P}/episode_outcome"), 10.0), node.output
+        out = probe.got(f"{P}/episode_outcome")[0]
+        assert out.episode == 0 and out.seed == 3 and not out.success and out.failure_cause == "timeout"
+        assert out.duration_s == pytest.approx(3.0, abs=0.2) and out.control_steps == 1
+        assert node.wait(10.0) == 0, node.output
+    finally:
+        code, output = node.stop()
+        probe.close()
+    assert code == 0 and "Traceback" not in output, output
