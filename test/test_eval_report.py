@@ -266,6 +266,12 @@ def test_underruns_and_watchdog_at_known_times(analysis: BagAnalysis) -> None:
     holding_s = GAP[1] - WATCHDOG_TICK * TICK
     assert e.state_fraction["holding"] == pytest.approx(holding_s / END_S, abs=TICK / END_S)
     assert e.restarts == 0
+    # ticks 123, 126, 129 are 0.1 s apart: three separate stalls, the last adding two underruns
+    assert [(round(r.start_s, 6), round(r.end_s, 6), r.underruns) for r in e.underrun_runs] == [
+        (round(123 * TICK, 6), round(123 * TICK, 6), 1),
+        (round(126 * TICK, 6), round(126 * TICK, 6), 1),
+        (round(129 * TICK, 6), round(129 * TICK, 6), 2),
+    ]
 
 
 def test_switch_over_discontinuity_finds_the_offset_chunk(analysis: BagAnalysis) -> None:
@@ -359,3 +365,31 @@ def test_command_content(analysis: BagAnalysis) -> None:
     assert c.max_speed_rad_s == pytest.approx(fastest, rel=1e-6)  # gaps excluded from speeds
     assert c.max_step_rad == pytest.approx(fastest * (GAP[1] - GAP[0]), rel=1e-6)  # the jump across the gap
     assert c.worst_step_time_s == pytest.approx(GAP[1], abs=1e-6)
+
+
+def test_adjacent_underrun_ticks_merge_and_a_counter_reset_is_a_restart() -> None:
+    from fast_dvla_ros.evaluation.executor_events import executor_events
+    from fast_dvla_ros.evaluation.series import StatusSeries
+
+    n = 12
+    underruns = np.array([0, 0, 1, 2, 3, 3, 3, 3, 0, 1, 1, 1])  # 3 adjacent ticks, restart, then 1
+    zeros = np.zeros(n, dtype=np.int64)
+    status = StatusSeries(
+        time_s=np.arange(n) * TICK,
+        state=np.full(n, 2),
+        last_sequence_id=zeros,
+        chunk_age_s=np.zeros(n),
+        chunks_rejected=zeros,
+        steps_dropped_stale=zeros,
+        underruns=underruns,
+        watchdog_trips=zeros,
+        clamped_values=zeros,
+        last_event=[""] * n,
+    )
+    e = executor_events(status)
+    assert e.restarts == 1
+    assert e.totals["underruns"] == 4  # 3 before the restart, 1 after (the reset itself adds 0)
+    assert [(round(r.start_s / TICK), round(r.end_s / TICK), r.underruns) for r in e.underrun_runs] == [
+        (2, 4, 3),
+        (9, 9, 1),
+    ]

@@ -29,6 +29,15 @@ class CounterEvent:
     last_event: str
 
 
+@dataclass(frozen=True)
+class UnderrunRun:
+    """Consecutive status ticks that each added underruns: one stall of the command stream."""
+
+    start_s: float
+    end_s: float
+    underruns: int
+
+
 @dataclass
 class ExecutorEvents:
     """Totals, increments and state occupancy."""
@@ -37,6 +46,8 @@ class ExecutorEvents:
     events: list[CounterEvent]
     state_fraction: dict[str, float]
     restarts: int
+    underrun_runs: list[UnderrunRun]
+    end_s: float
 
     def times(self, counter: str) -> list[float]:
         """Times of every increment of ``counter`` (repeated for a delta > 1)."""
@@ -70,4 +81,31 @@ def executor_events(status: StatusSeries) -> ExecutorEvents:
     fractions = {}
     for code, label in STATE_NAMES.items():
         fractions[label] = float(dwell[status.state == code].sum() / total) if total > 0 else float("nan")
-    return ExecutorEvents(totals=totals, events=events, state_fraction=fractions, restarts=restarts)
+    return ExecutorEvents(
+        totals=totals,
+        events=events,
+        state_fraction=fractions,
+        restarts=restarts,
+        underrun_runs=underrun_runs(events, status.time_s),
+        end_s=float(status.time_s[-1]),
+    )
+
+
+def underrun_runs(events: list[CounterEvent], status_times_s: np.ndarray) -> list[UnderrunRun]:
+    """Merge underrun increments of adjacent status ticks (within 1.5 median periods) into runs."""
+    times = [e for e in events if e.counter == "underruns"]
+    if not times:
+        return []
+    period = float(np.median(np.diff(status_times_s))) if status_times_s.size > 1 else 0.0
+    runs: list[UnderrunRun] = []
+    start = end = times[0].time_s
+    count = times[0].delta
+    for e in times[1:]:
+        if e.time_s - end <= 1.5 * period:
+            end, count = e.time_s, count + e.delta
+        else:
+            runs.append(UnderrunRun(start, end, count))
+            start = end = e.time_s
+            count = e.delta
+    runs.append(UnderrunRun(start, end, count))
+    return runs

@@ -13,7 +13,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-import numpy as np
 
 from fast_dvla_ros.evaluation.analysis import BagAnalysis
 from fast_dvla_ros.evaluation.command_rate import GAP_FACTOR
@@ -109,8 +108,8 @@ def executor_events_plot(analyses: Sequence[BagAnalysis], out_dir: Path) -> str 
             for counter, style in (("underruns", "-"), ("watchdog_trips", "--")):
                 times = a.executor.times(counter)
                 ax.step(
-                    [0.0, *times],
-                    np.arange(len(times) + 1),
+                    [0.0, *times, a.executor.end_s],  # hold the total until the bag ends
+                    [*range(len(times) + 1), len(times)],
                     where="post",
                     color=color,
                     linestyle=style,

@@ -67,6 +67,8 @@ def summary_rows(analyses: Sequence[BagAnalysis]) -> list[SummaryRow]:
         d = a.discontinuity
         if d is None:
             return "-"
+        if not d.switches:
+            return f"no overlapping switch ({d.no_overlap} chunks arrived after their predecessor ended)"
         j = d.joint_jump
         return f"mean {_fmt(j.mean, digits=4)} / p90 {_fmt(j.p90, digits=4)} / max {_fmt(j.max, digits=4)} rad"
 
@@ -150,24 +152,34 @@ def _details(a: BagAnalysis) -> list[str]:
         e = a.executor
         states = ", ".join(f"{k} {_fmt(v, 100, 1)} %" for k, v in e.state_fraction.items())
         lines += ["", f"Executor time per state: {states}. Restarts seen: {e.restarts}."]
-        if e.events:
-            lines += ["", "| time (s) | counter | +n | last event |", "|---|---|---|---|"]
+        rare = [ev for ev in e.events if ev.counter in ("watchdog_trips", "chunks_rejected")]
+        if rare:
+            lines += ["", "| time (s) | event | +n | last event |", "|---|---|---|---|"]
             lines += [
-                f"| {ev.time_s:.3f} | {ev.counter} | {ev.delta} | {ev.last_event or ''} |"
-                for ev in e.events[:MAX_LISTED]
+                f"| {ev.time_s:.3f} | {ev.counter} | {ev.delta} | {ev.last_event or ''} |" for ev in rare[:MAX_LISTED]
             ]
-            if len(e.events) > MAX_LISTED:
-                lines.append(f"\n... and {len(e.events) - MAX_LISTED} more")
+            if len(rare) > MAX_LISTED:
+                lines.append(f"\n... and {len(rare) - MAX_LISTED} more")
+        runs = sorted(e.underrun_runs, key=lambda r: -r.underruns)
+        if runs:
+            lines += ["", f"Underrun stretches: {len(runs)}; longest:", "", "| from (s) | to (s) | underruns |"]
+            lines += ["|---|---|---|", *[f"| {r.start_s:.3f} | {r.end_s:.3f} | {r.underruns} |" for r in runs[:5]]]
+        lines += [
+            "",
+            f"Also counted: {e.totals['steps_dropped_stale']} chunk steps dropped as stale on arrival, "
+            f"{e.totals['clamped_values']} values clamped to limits.",
+        ]
     if a.discontinuity:
         d = a.discontinuity
+        lines += ["", f"Switch-overs compared: {len(d.switches)}; without overlap: {d.no_overlap}."]
         worst = sorted(d.switches, key=lambda s: -s.joint_jump_rad)[:5]
-        lines += ["", f"Switch-overs compared: {len(d.switches)}; without overlap: {d.no_overlap}. Largest:"]
-        lines += ["", "| time (s) | chunk | jump (rad) | joint | gripper jump (m) |", "|---|---|---|---|---|"]
-        lines += [
-            f"| {s.time_s:.3f} | {s.from_sequence} -> {s.to_sequence} | {s.joint_jump_rad:.4f} | "
-            f"{s.worst_joint + 1} | {s.gripper_jump_m:.4f} |"
-            for s in worst
-        ]
+        if worst:
+            lines += ["", "| time (s) | chunk | jump (rad) | joint | gripper jump (m) |", "|---|---|---|---|---|"]
+            lines += [
+                f"| {s.time_s:.3f} | {s.from_sequence} -> {s.to_sequence} | {s.joint_jump_rad:.4f} | "
+                f"{s.worst_joint + 1} | {s.gripper_jump_m:.4f} |"
+                for s in worst
+            ]
     if a.gripper:
         events = ", ".join(f"{e.kind} at {e.time_s:.2f} s" for e in a.gripper[:MAX_LISTED])
         lines += ["", f"Gripper: {events}."]
