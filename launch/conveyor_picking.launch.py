@@ -193,6 +193,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     shared_args = policy_executor_arguments(
+        params_file="conveyor_picking.yaml",  # FR3 names; the robot type overrides the arm-specific ones
         image_topic="/camera/camera/color/image_raw",  # realsense2_camera >= 4.54 default names
         policy_joint_states="joint_states",  # arm + gripper, merged by franka_bringup at 30 Hz
         executor_joint_states="franka/joint_states",  # arm alone, straight from the broadcaster

@@ -30,13 +30,19 @@ POLICY_NODE = "fast_dvla_policy"
 EXECUTOR_NODE = "chunk_executor"
 
 
-def default_params_file() -> PathJoinSubstitution:
-    """config/conveyor_picking.yaml as installed in share/fast_dvla_ros."""
-    return PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "conveyor_picking.yaml"])
+def default_params_file(name: str) -> PathJoinSubstitution:
+    """config/<name> as installed in share/fast_dvla_ros."""
+    return PathJoinSubstitution([FindPackageShare(PACKAGE), "config", name])
 
 
 def policy_executor_arguments(
-    *, image_topic: str, policy_joint_states: str, executor_joint_states: str, trajectory_topic: str, gripper_topic: str
+    *,
+    params_file: str,
+    image_topic: str,
+    policy_joint_states: str,
+    executor_joint_states: str,
+    trajectory_topic: str,
+    gripper_topic: str,
 ) -> list[DeclareLaunchArgument]:
     """Arguments of the policy/executor half; defaults differ between robot and simulator."""
     return [
@@ -47,7 +53,7 @@ def policy_executor_arguments(
         ),
         DeclareLaunchArgument(
             "params_file",
-            default_value=default_params_file(),
+            default_value=default_params_file(params_file),
             description="Parameter file of the policy, executor (and simulator) nodes",
         ),
         DeclareLaunchArgument(

@@ -63,6 +63,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     shared_args = policy_executor_arguments(
+        params_file="sim_conveyor.yaml",  # Panda names and limits, the simulator's camera size
         image_topic=f"{SIM_NODE}/image",
         policy_joint_states=f"{SIM_NODE}/joint_states",
         executor_joint_states=f"{SIM_NODE}/joint_states",

@@ -39,7 +39,7 @@ from fast_dvla_ros.msg import ActionChunk  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "sim_conveyor.launch.py"
-PARAMS = ROOT / "config" / "conveyor_picking.yaml"
+PARAMS = ROOT / "config" / "sim_conveyor.yaml"
 CHUNK_TOPIC = "/fast_dvla/action_chunk"
 COMMAND_TOPIC = "/conveyor_sim/joint_trajectory"
 OBSERVE_S = 20.0

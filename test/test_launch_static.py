@@ -22,7 +22,6 @@ LAUNCH = ROOT / "launch"
 LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
 COMMON = LAUNCH / "fast_dvla_common.py"
 PACKAGE = "fast_dvla_ros"
-NODE_PARAMS = ROOT / "config" / "conveyor_picking.yaml"
 
 
 def _tree(path: Path) -> ast.Module:
@@ -208,10 +207,13 @@ def test_every_parameter_file_named_exists() -> None:
         for node in ast.walk(_tree(path)):
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith(".yaml"):
                 names.add(node.value)
-    assert {"conveyor_picking.yaml", "fr3_trajectory_controller.yaml", "panda_trajectory_controller.yaml"} <= names
+    assert {
+        "conveyor_picking.yaml",
+        "sim_conveyor.yaml",
+        "fr3_trajectory_controller.yaml",
+        "panda_trajectory_controller.yaml",
+    } <= names
     for name in names:
-        if name == NODE_PARAMS.name and not (ROOT / "fast_dvla_ros" / "nodes" / "policy_node.py").is_file():
-            continue  # written together with the nodes; checked by the parameter tests below
         assert (ROOT / "config" / name).is_file(), f"config/{name} is named by a launch file but does not exist"
 
 
@@ -338,13 +340,6 @@ def _node_parameters(node_name: str) -> dict[str, bool]:
     return declared
 
 
-needs_nodes = pytest.mark.skipif(
-    not (NODES_DIR / "policy_node.py").is_file(),
-    reason="fast_dvla_ros/nodes/ and config/conveyor_picking.yaml are not written yet (node engineer's part)",
-)
-
-
-@needs_nodes
 def test_node_parameter_files_exist_and_name_only_declared_parameters() -> None:
     files = _param_files()
     assert files, "no node parameter file is named by the launch files"
@@ -364,7 +359,6 @@ def test_node_parameter_files_exist_and_name_only_declared_parameters() -> None:
             assert not unknown, f"{path.name}: {node_name} does not declare {unknown}"
 
 
-@needs_nodes
 def test_every_required_parameter_is_in_the_file() -> None:
     for path in _param_files():
         content = yaml.safe_load(path.read_text())
@@ -404,14 +398,12 @@ def test_launch_overrides_target_the_right_nodes() -> None:
     }
 
 
-@needs_nodes
 def test_launch_overrides_are_declared_node_parameters() -> None:
     for node_name, names in _launch_overrides().items():
         undeclared = sorted(names - set(_node_parameters(node_name)))
         assert not undeclared, f"launch arguments override parameters {node_name} does not declare: {undeclared}"
 
 
-@needs_nodes
 def test_robot_type_parameters_are_declared_node_parameters() -> None:
     tree = _tree(LAUNCH / "conveyor_picking.launch.py")
     call = next(iter(_calls(tree, "policy_and_executor_nodes")))
