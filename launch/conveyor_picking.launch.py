@@ -93,8 +93,8 @@ def robot_bringup(context: LaunchContext) -> list:
 def robot_policy_and_executor(context: LaunchContext) -> list:
     """Policy and executor set up for the arm type: joint names, joint limits, gripper bridge.
 
-    The sim-trained defaults in the parameter file name the simulator's panda_joint*; the real
-    arm's joints are <prefix>_joint1..7 (the same names as in our controller config). With
+    config/conveyor_picking.yaml names the FR3's joints; other arms name theirs
+    <robot_type>_joint1..7 (the same names as in their controller config), set here. With
     load_gripper the executor also sends franka_gripper move/grasp goals (its ~/move and ~/grasp
     action clients remapped to the franka_gripper node in the same namespace).
     """
