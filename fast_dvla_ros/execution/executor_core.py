@@ -158,17 +158,20 @@ class ExecutorCore:
             self.counters.event(f"arm {drift:.2f} rad from the command: plan dropped, re-anchored")
             self.blender.clear()
             self.q_ref = self.q_measured.copy()
-        if self.blender.empty:
+        if self.blender.empty and self.watchdog.last_feed is None:
             self.state = ExecutorState.WAITING_FOR_CHUNK
             return TickCommand(self.state)
         if now - self.q_measured_time > self.joint_state_timeout_s:
             return self._hold(now, "joint state stale: holding")
         was_tripped = self.watchdog.tripped
-        if self.watchdog.check(now):
+        if self.watchdog.check(now):  # also after a re-anchor emptied the plan: the policy is gone either way
             self.counters.watchdog_trips = self.watchdog.trips
             if not was_tripped:
                 self.counters.event(f"watchdog: no chunk for {self.watchdog.age(now):.2f} s, holding")
             return self._hold(now, None)
+        if self.blender.empty:  # re-anchored, waiting for the next chunk
+            self.state = ExecutorState.WAITING_FOR_CHUNK
+            return TickCommand(self.state)
         return self._execute(now, elapsed)
 
     def _hold(self, now: float, event: str | None) -> TickCommand:

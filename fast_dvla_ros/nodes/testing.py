@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
@@ -117,3 +118,50 @@ class Probe:
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
         self._thread.join(timeout=2.0)
+
+
+def check_commands_safe(
+    trajectories: list,
+    joint_names: list[str],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    vmax: np.ndarray,
+    rate_hz: float,
+    allowed_jumps: int = 0,
+) -> int:
+    """Assert every JointTrajectory is what may reach a robot: finite, within limits, rate-limited.
+
+    Checks: stamp 0 (JTC "now"), >= 2 points, strictly increasing times, positions within the
+    position limits, |velocity| <= vmax, consecutive points within vmax * dt, and the first point of
+    consecutive messages within vmax * 4 dt (the executor's "now" moves at most vmax * 2 dt between ticks on
+    a loaded machine, and each message's first point lies at most vmax * dt from its own "now"),
+    except for at most ``allowed_jumps`` messages: the executor re-anchors its command to the MEASURED
+    arm when the arm is far from the command (reset, blocked arm), which is a jump of the command
+    towards where the arm already is. Returns the number of such jumps.
+    """
+    dt = 1.0 / rate_hz
+    firsts = []
+    for msg in trajectories:
+        assert list(msg.joint_names) == list(joint_names)
+        assert len(msg.points) >= 2
+        assert msg.header.stamp.sec == 0 and msg.header.stamp.nanosec == 0
+        q = np.array([p.positions for p in msg.points], dtype=np.float64)
+        v = np.array([p.velocities for p in msg.points], dtype=np.float64)
+        t = np.array([p.time_from_start.sec + 1e-9 * p.time_from_start.nanosec for p in msg.points])
+        assert np.all(np.isfinite(q)) and np.all(np.isfinite(v)), "non-finite command"
+        assert np.all(q >= lower - 1e-9) and np.all(q <= upper + 1e-9), "command outside the position limits"
+        assert np.all(np.abs(v) <= vmax + 1e-6), "command velocity above the limit"
+        assert t[0] > 0 and np.all(np.diff(t) > 0)
+        assert np.all(np.abs(np.diff(q, axis=0)) <= vmax * dt + 1e-6), "points not rate-limited"
+        firsts.append(q[0])
+    jumps = 0
+    if len(firsts) > 1:
+        jumps = int(np.count_nonzero(np.any(np.abs(np.diff(np.array(firsts), axis=0)) > vmax * 4 * dt + 1e-6, axis=1)))
+    assert jumps <= allowed_jumps, f"{jumps} jumps between messages ({allowed_jumps} re-anchors reported)"
+    return jumps
+
+
+def count_reanchors(statuses: list) -> int:
+    """Re-anchor events seen in a list of ExecutorStatus messages (changes of last_event naming one)."""
+    events = [s.last_event for s in statuses]
+    return sum(1 for a, b in zip(["", *events], events, strict=False) if b != a and "re-anchored" in b)

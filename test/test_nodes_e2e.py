@@ -1,0 +1,145 @@
+"""The three nodes as separate processes over real DDS, wired like the demo (config/sim_conveyor.yaml).
+
+A random-weight checkpoint is used: this checks the plumbing (chunks flow, the executor streams safe
+commands at the control rate, the simulated arm moves, an episode ends, the sim exits after it), not
+the policy's skill. A second test kills the policy mid-run: the executor must hold (watchdog).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("rclpy")
+pytest.importorskip("pybullet")
+
+from sensor_msgs.msg import JointState
+from trajectory_msgs.msg import JointTrajectory
+
+from fast_dvla_ros.execution import load_joint_limits
+from fast_dvla_ros.msg import ActionChunk, EpisodeOutcome, ExecutorStatus
+from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.testing import ROOT, NodeProcess, Probe, check_commands_safe, count_reanchors
+
+PARAMS = str(ROOT / "config" / "sim_conveyor.yaml")
+T = {
+    "image": "/camera/image_raw",
+    "joint_states": "/joint_states",
+    "instruction": "/fast_dvla/instruction",
+    "chunk": "/fast_dvla/action_chunk",
+    "traj": "/fast_dvla/joint_trajectory",
+    "gripper": "/fast_dvla/gripper_command",
+    "status": "/chunk_executor/status",
+    "outcome": "/conveyor_sim/episode_outcome",
+}
+LIMITS = load_joint_limits("panda")
+VSCALE = 0.6  # sim_conveyor.yaml
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> str:
+    import torch
+
+    from fast_dvla_ros.core.config import DVLAConfig
+    from fast_dvla_ros.core.model import DVLA
+
+    torch.manual_seed(1)
+    model = DVLA(DVLAConfig.preset("tiny"))
+    model.set_proprio_stats(np.zeros(8), np.ones(8))
+    return str(model.save_pretrained(tmp_path_factory.mktemp("ck") / "tiny_random"))
+
+
+def start_graph(checkpoint: str, episodes: int, time_limit: float) -> dict[str, NodeProcess]:
+    base = ["--params-file", PARAMS]
+    sim = NodeProcess("sim_node", [*base, "-p", f"episodes:={episodes}", "-p", f"episode_time_limit_s:={time_limit}",
+        "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
+        "-r", f"~/instruction:={T['instruction']}",
+        "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}"],
+        name="conveyor_sim")  # fmt: skip
+    policy = NodeProcess("policy_node", [*base, "-p", f"checkpoint:={checkpoint}",
+        "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
+        "-r", f"~/instruction:={T['instruction']}", "-r", f"~/action_chunk:={T['chunk']}"],
+        name="fast_dvla_policy")  # fmt: skip
+    executor = NodeProcess("executor_node", [*base,
+        "-r", f"~/action_chunk:={T['chunk']}", "-r", f"~/joint_states:={T['joint_states']}",
+        "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}"],
+        name="chunk_executor")  # fmt: skip
+    return {"sim": sim, "policy": policy, "executor": executor}
+
+
+def make_probe() -> Probe:
+    probe = Probe("e2e_probe")
+    probe.record(ActionChunk, T["chunk"], CHUNK_QOS)
+    probe.record(JointTrajectory, T["traj"], COMMAND_QOS)
+    probe.record(ExecutorStatus, T["status"], STATUS_QOS)
+    probe.record(EpisodeOutcome, T["outcome"], STATUS_QOS)
+    probe.record(JointState, T["joint_states"], SENSOR_QOS)
+    return probe
+
+
+def stop_all(nodes: dict[str, NodeProcess]) -> dict[str, tuple[int | None, str]]:
+    return {name: n.stop() for name, n in nodes.items()}
+
+
+def test_three_nodes_chunks_flow_arm_moves_episode_ends(checkpoint: str) -> None:
+    nodes = start_graph(checkpoint, episodes=1, time_limit=6.0)
+    probe = make_probe()
+    try:
+        assert probe.wait_for(lambda: len(probe.got(T["chunk"])) >= 3, 60.0), nodes["policy"].output
+        q_start = np.array(probe.got(T["joint_states"])[0].position[:7])
+        t0 = time.monotonic()
+        n0 = len(probe.got(T["traj"]))
+        time.sleep(2.0)
+        rate = (len(probe.got(T["traj"])) - n0) / (time.monotonic() - t0)
+        assert rate > 15.0, f"executor streamed only {rate:.1f} commands/s (30 Hz nominal)"
+        assert probe.wait_for(lambda: probe.got(T["outcome"]), 30.0), nodes["sim"].output
+        outcome = probe.got(T["outcome"])[0]
+        assert outcome.episode == 0 and outcome.control_steps > 30 and outcome.duration_s > 0
+        assert nodes["sim"].wait(10.0) == 0, nodes["sim"].output  # exits by itself after the last episode
+        moved = max(np.max(np.abs(np.array(m.position[:7]) - q_start)) for m in probe.got(T["joint_states"]))
+        assert moved > 0.05, f"the simulated arm did not move ({moved:.3f} rad)"
+        statuses = probe.got(T["status"])
+        assert any(s.state == ExecutorStatus.STATE_EXECUTING for s in statuses)
+        assert statuses[-1].chunks_received >= 3
+        trajs = probe.got(T["traj"])
+        limits = (list(LIMITS.joint_names), LIMITS.lower, LIMITS.upper, LIMITS.velocity * VSCALE, 30.0)
+        check_commands_safe(trajs, *limits, allowed_jumps=count_reanchors(statuses))
+    finally:
+        results = stop_all(nodes)
+        probe.close()
+    for name, (code, out) in results.items():
+        assert code == 0, f"{name} exit {code}:\n{out[-3000:]}"
+        assert "Traceback" not in out, f"{name}:\n{out[-3000:]}"
+
+
+def test_policy_killed_mid_run_executor_holds(checkpoint: str) -> None:
+    nodes = start_graph(checkpoint, episodes=0, time_limit=60.0)
+    probe = make_probe()
+    try:
+        assert probe.wait_for(lambda: len(probe.got(T["chunk"])) >= 3, 60.0), nodes["policy"].output
+        assert probe.wait_for(
+            lambda: probe.got(T["status"]) and probe.got(T["status"])[-1].state == ExecutorStatus.STATE_EXECUTING, 10.0
+        )
+        nodes["policy"].proc.send_signal(signal.SIGKILL)  # no goodbye: a crash
+        nodes["policy"].proc.wait(10.0)
+        assert probe.wait_for(lambda: probe.got(T["status"])[-1].state == ExecutorStatus.STATE_HOLDING, 5.0), nodes[
+            "executor"
+        ].output
+        status = probe.got(T["status"])[-1]
+        assert status.watchdog_trips >= 1 and "watchdog" in status.last_event
+        time.sleep(0.3)
+        hold = probe.got(T["traj"])[-1]
+        q_hold = [list(p.positions) for p in hold.points]
+        assert all(q == q_hold[0] for q in q_hold) and all(v == 0.0 for p in hold.points for v in p.velocities)
+        limits = (list(LIMITS.joint_names), LIMITS.lower, LIMITS.upper, LIMITS.velocity * VSCALE, 30.0)
+        check_commands_safe(probe.got(T["traj"]), *limits, allowed_jumps=count_reanchors(probe.got(T["status"])))
+    finally:
+        nodes.pop("policy")
+        results = stop_all(nodes)
+        probe.close()
+    for name, (code, out) in results.items():
+        assert code == 0, f"{name} exit {code}:\n{out[-3000:]}"
+        assert "Traceback" not in out, f"{name}:\n{out[-3000:]}"
