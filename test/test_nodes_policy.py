@@ -17,13 +17,15 @@ pytest.importorskip("rclpy")
 
 from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image, JointState
+from trajectory_msgs.msg import JointTrajectory
 
-from fast_dvla_ros.msg import ActionChunk
+from fast_dvla_ros.execution import load_joint_limits
+from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
 from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image, time_to_sec
-from fast_dvla_ros.nodes.qos import CHUNK_QOS, SENSOR_QOS, STATUS_QOS
-from fast_dvla_ros.nodes.testing import NodeProcess, Probe
+from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.testing import NodeProcess, Probe, check_commands_safe, count_reanchors
 
-IMG, JS, CHUNK = "/p/image", "/p/joint_states", "/p/action_chunk"
+IMG, JS, CHUNK, TRAJ, STATUS = "/p/image", "/p/joint_states", "/p/action_chunk", "/p/traj", "/chunk_executor/status"
 NAMES = [f"panda_joint{i}" for i in range(1, 8)]
 HOME = [0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785]
 MAX_AGE = 0.4
@@ -94,16 +96,34 @@ def rig(checkpoint):
         ["-p", f"checkpoint:={checkpoint}", "-p", f"max_observation_age_s:={MAX_AGE}",
          "-r", f"~/image:={IMG}", "-r", f"~/joint_states:={JS}", "-r", f"~/action_chunk:={CHUNK}"],
     )  # fmt: skip
+    # The executor consumes the chunks, so every test also checks what would reach the robot.
+    executor = NodeProcess(
+        "executor_node",
+        ["-p", "velocity_scale:=0.5", "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}",
+         "-r", f"~/joint_trajectory:={TRAJ}"],
+    )  # fmt: skip
     probe = Probe("policy_probe")
     probe.record(ActionChunk, CHUNK, CHUNK_QOS)
     probe.record(DiagnosticArray, "/diagnostics", STATUS_QOS)
+    probe.record(JointTrajectory, TRAJ, COMMAND_QOS)
+    probe.record(ExecutorStatus, STATUS, STATUS_QOS)
     feeder = Feeder(probe)
     yield node, probe, feeder
     feeder.close()
-    code, out = node.stop()
+    results = [node.stop(), executor.stop()]
     probe.close()
-    assert code == 0, out
-    assert "Traceback" not in out, out
+    for code, out in results:
+        assert code == 0, out
+        assert "Traceback" not in out, out
+
+
+def assert_commands_safe(probe: Probe) -> None:
+    limits = load_joint_limits("panda")
+    trajs = probe.got(TRAJ)
+    check_commands_safe(
+        trajs, NAMES, limits.lower, limits.upper, 0.5 * limits.velocity, 30.0,
+        allowed_jumps=count_reanchors(probe.got(STATUS)),
+    )  # fmt: skip
 
 
 def test_chunks_flow_with_every_field_filled(rig) -> None:
@@ -137,6 +157,9 @@ def _assert_no_chunks_then_recovers(rig, mode: str) -> None:
     time.sleep(1.0)
     assert probe.got(CHUNK) == [], f"{mode}: chunks decoded from bad or stale input"
     assert node.alive(), node.output
+    # No chunks -> the executor's watchdog holds the arm.
+    assert probe.got(STATUS)[-1].state == ExecutorStatus.STATE_HOLDING
+    assert_commands_safe(probe)
     feeder.mode = "good"
     assert probe.wait_for(lambda: len(probe.got(CHUNK)) > 0, 10.0), f"no recovery after {mode}"
 
