@@ -40,11 +40,12 @@ def decode_raw_image(
         raise ObservationError(f"image data truncated: {buf.size} bytes for {width}x{height} {encoding} (step {step})")
     rows = np.lib.stride_tricks.as_strided(buf, shape=(height, row), strides=(step, 1))
     img = rows.reshape(height, width, ch)
+    # Always a fresh, writable array: the message buffer is read-only and torch warns on such arrays.
     if enc == "mono8":
         return np.repeat(img, 3, axis=2)
     if enc in ("bgr8", "bgra8"):
-        return np.ascontiguousarray(img[..., 2::-1])
-    return np.ascontiguousarray(img[..., :3])
+        return np.array(img[..., 2::-1], copy=True, order="C")
+    return np.array(img[..., :3], copy=True, order="C")
 
 
 def pick_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequence[str]) -> np.ndarray:
