@@ -26,7 +26,7 @@ NAMES = list(LIMITS.joint_names)
 HOME = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])
 VSCALE = 0.5
 RATE = 30.0
-TRAJ, GRIP, STATUS, CHUNK, JS = "/t/traj", "/t/gripper", "/chunk_executor/status", "/t/chunk", "/t/joint_states"
+TRAJ, GRIP, STATUS, CHUNK, JS = "/t/traj", "/t/gripper", "/executor_under_test/status", "/t/chunk", "/t/joint_states"
 
 
 def assert_commands_safe(trajs: list[JointTrajectory], start: np.ndarray) -> None:
@@ -60,6 +60,7 @@ def rig():
         ["-p", "chunk_timeout_s:=0.4", "-p", f"velocity_scale:={VSCALE}", "-p", "blend_mode:=latest",
          "-r", f"~/joint_trajectory:={TRAJ}", "-r", f"~/gripper_command:={GRIP}",
          "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}"],
+        name="executor_under_test",
     )  # fmt: skip
     probe = Probe()
     probe.record(JointTrajectory, TRAJ, COMMAND_QOS)

@@ -21,11 +21,17 @@ from trajectory_msgs.msg import JointTrajectory
 
 from fast_dvla_ros.execution import load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
-from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image, time_to_sec
+from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.testing import NodeProcess, Probe, check_commands_safe, count_reanchors
 
-IMG, JS, CHUNK, TRAJ, STATUS = "/p/image", "/p/joint_states", "/p/action_chunk", "/p/traj", "/chunk_executor/status"
+IMG, JS, CHUNK, TRAJ, STATUS = (
+    "/p/image",
+    "/p/joint_states",
+    "/p/action_chunk",
+    "/p/traj",
+    "/policy_rig_executor/status",
+)
 NAMES = [f"panda_joint{i}" for i in range(1, 8)]
 HOME = [0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785]
 MAX_AGE = 0.4
@@ -50,7 +56,7 @@ class Feeder:
     def __init__(self, probe: Probe) -> None:
         self.probe = probe
         self.mode = "good"
-        self.sent_stamps: set[float] = set()
+        self.sent_stamps: set[tuple[int, int]] = set()
         self.img_pub = probe.node.create_publisher(Image, IMG, SENSOR_QOS)
         self.js_pub = probe.node.create_publisher(JointState, JS, SENSOR_QOS)
         self._stop = threading.Event()
@@ -71,7 +77,7 @@ class Feeder:
                 elif mode == "truncated":
                     img.data = bytes(img.data)[: len(img.data) // 2]
                 else:
-                    self.sent_stamps.add(time_to_sec(stamp))
+                    self.sent_stamps.add((stamp.sec, stamp.nanosec))
                 self.img_pub.publish(img)
             js = JointState()
             js.header.stamp = stamp
@@ -101,6 +107,7 @@ def rig(checkpoint):
         "executor_node",
         ["-p", "velocity_scale:=0.5", "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}",
          "-r", f"~/joint_trajectory:={TRAJ}"],
+        name="policy_rig_executor",  # own status topic: never mixed up with another graph's executor
     )  # fmt: skip
     probe = Probe("policy_probe")
     probe.record(ActionChunk, CHUNK, CHUNK_QOS)
@@ -139,7 +146,8 @@ def test_chunks_flow_with_every_field_filled(rig) -> None:
         assert c.decoder == "pipelined" and c.checkpoint == "tiny_random"
         assert np.all(np.isfinite(c.actions)) and np.all(np.isfinite(c.gripper))
         assert c.stats.tokens_committed == 64 and c.stats.forward_passes > 0 and c.stats.latency_s > 0
-        assert time_to_sec(c.header.stamp) in feeder.sent_stamps  # stamped with the OBSERVATION time
+        # stamped with the OBSERVATION's exact time
+        assert (c.header.stamp.sec, c.header.stamp.nanosec) in feeder.sent_stamps
     seqs = [c.sequence_id for c in chunks]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     assert probe.wait_for(lambda: len(probe.got("/diagnostics")) > 0, 5.0)
@@ -158,7 +166,10 @@ def _assert_no_chunks_then_recovers(rig, mode: str) -> None:
     assert probe.got(CHUNK) == [], f"{mode}: chunks decoded from bad or stale input"
     assert node.alive(), node.output
     # No chunks -> the executor's watchdog holds the arm.
-    assert probe.got(STATUS)[-1].state == ExecutorStatus.STATE_HOLDING
+    st = probe.got(STATUS)
+    assert st[-1].state == ExecutorStatus.STATE_HOLDING, [
+        (s.state, round(s.chunk_age_s, 2), s.last_sequence_id, s.chunks_received, s.last_event) for s in st[-6:]
+    ]
     assert_commands_safe(probe)
     feeder.mode = "good"
     assert probe.wait_for(lambda: len(probe.got(CHUNK)) > 0, 10.0), f"no recovery after {mode}"

@@ -155,7 +155,10 @@ class ExecutorCore:
         if not self.blender.empty and drift > self.reanchor_tolerance:
             # The arm is far from where we command it (reset, reflex stop, collision): dragging it back at
             # full speed would be dangerous, and the stored plan belongs to a situation that no longer exists.
-            self.counters.event(f"arm {drift:.2f} rad from the command: plan dropped, re-anchored")
+            self.counters.event(
+                f"arm {drift:.2f} rad from the command: plan of chunk {self.counters.last_sequence_id} dropped, "
+                "re-anchored"
+            )
             self.blender.clear()
             self.q_ref = self.q_measured.copy()
         if self.blender.empty and self.watchdog.last_feed is None:

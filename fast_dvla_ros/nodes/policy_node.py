@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
@@ -69,6 +70,7 @@ def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: 
 class _Stamped:
     value: np.ndarray
     stamp: float
+    stamp_msg: Time | None = None  # the exact header stamp, republished bit-for-bit in the chunk
 
 
 class PolicyNode(Node):
@@ -166,9 +168,13 @@ class PolicyNode(Node):
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
-    def _store_image(self, rgb: np.ndarray, stamp: float) -> None:
+    def _store_image(self, rgb: np.ndarray, stamp_msg: Time) -> None:
+        stamp = time_to_sec(stamp_msg)
+        if stamp <= 0:  # unstamped camera: the receive time is the best estimate of the observation time
+            stamp = self._now()
+            stamp_msg = sec_to_time(stamp)
         with self._wake:
-            self._image = _Stamped(rgb, stamp if stamp > 0 else self._now())
+            self._image = _Stamped(rgb, stamp, stamp_msg)
             self._wake.notify()
 
     def _on_image(self, msg: Image) -> None:
@@ -177,7 +183,7 @@ class PolicyNode(Node):
         except ObservationError as exc:
             self.get_logger().warning(f"image ignored: {exc}", throttle_duration_sec=2.0)
             return
-        self._store_image(rgb, time_to_sec(msg.header.stamp))
+        self._store_image(rgb, msg.header.stamp)
 
     def _on_compressed(self, msg: CompressedImage) -> None:
         try:
@@ -185,7 +191,7 @@ class PolicyNode(Node):
         except ObservationError as exc:
             self.get_logger().warning(f"compressed image ignored: {exc}", throttle_duration_sec=2.0)
             return
-        self._store_image(rgb, time_to_sec(msg.header.stamp))
+        self._store_image(rgb, msg.header.stamp)
 
     def _on_joint_state(self, msg: JointState) -> None:
         try:
@@ -245,13 +251,13 @@ class PolicyNode(Node):
             if self._stop.is_set() or not self.context.ok():
                 return
             try:
-                self._publish(result, image.stamp)
+                self._publish(result, image.stamp_msg or sec_to_time(image.stamp))
             except Exception as exc:  # Ctrl-C can invalidate the context between the check and publish
                 if not self.context.ok():
                     return
                 self.get_logger().error(f"publish failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
 
-    def _publish(self, result: PolicyResult, stamp: float) -> None:
+    def _publish(self, result: PolicyResult, stamp: Time) -> None:
         actions = np.asarray(result.actions, dtype=np.float64)[: self.horizon]
         if not np.all(np.isfinite(actions)):
             self.get_logger().error("decoder produced NaN/inf actions: chunk dropped")
@@ -260,7 +266,7 @@ class PolicyNode(Node):
         self._seq += 1
         s = result.stats
         msg = ActionChunk()
-        msg.header.stamp = sec_to_time(stamp)
+        msg.header.stamp = stamp
         msg.sequence_id = self._seq
         msg.action_kind = ActionChunk.ACTION_KIND_JOINT_POSITION
         msg.joint_names = self.joint_names
