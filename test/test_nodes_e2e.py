@@ -7,6 +7,7 @@ the policy's skill. A second test kills the policy mid-run: the executor must ho
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
@@ -25,15 +26,17 @@ from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_Q
 from fast_dvla_ros.nodes.testing import ROOT, NodeProcess, Probe, check_commands_safe, count_reanchors
 
 PARAMS = str(ROOT / "config" / "sim_conveyor.yaml")
+# The demo's wiring under a per-run prefix, so no other graph on the machine can cross-talk.
+_NS = f"/e2e{os.getpid()}"
 T = {
-    "image": "/camera/image_raw",
-    "joint_states": "/joint_states",
-    "instruction": "/fast_dvla/instruction",
-    "chunk": "/fast_dvla/action_chunk",
-    "traj": "/fast_dvla/joint_trajectory",
-    "gripper": "/fast_dvla/gripper_command",
-    "status": "/chunk_executor/status",
-    "outcome": "/conveyor_sim/episode_outcome",
+    "image": f"{_NS}/camera/image_raw",
+    "joint_states": f"{_NS}/joint_states",
+    "instruction": f"{_NS}/fast_dvla/instruction",
+    "chunk": f"{_NS}/fast_dvla/action_chunk",
+    "traj": f"{_NS}/fast_dvla/joint_trajectory",
+    "gripper": f"{_NS}/fast_dvla/gripper_command",
+    "status": f"{_NS}/chunk_executor/status",
+    "outcome": f"{_NS}/conveyor_sim/episode_outcome",
 }
 LIMITS = load_joint_limits("panda")
 VSCALE = 0.6  # sim_conveyor.yaml
@@ -56,14 +59,14 @@ def start_graph(checkpoint: str, episodes: int, time_limit: float) -> dict[str, 
     base = ["--params-file", PARAMS]
     sim = NodeProcess("sim_node", [*base, "-p", f"episodes:={episodes}", "-p", f"episode_time_limit_s:={time_limit}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
-        "-r", f"~/instruction:={T['instruction']}",
+        "-r", f"~/instruction:={T['instruction']}", "-r", f"~/episode_outcome:={T['outcome']}",
         "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}"],
         name="conveyor_sim")  # fmt: skip
     policy = NodeProcess("policy_node", [*base, "-p", f"checkpoint:={checkpoint}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
         "-r", f"~/instruction:={T['instruction']}", "-r", f"~/action_chunk:={T['chunk']}"],
         name="fast_dvla_policy")  # fmt: skip
-    executor = NodeProcess("executor_node", [*base,
+    executor = NodeProcess("executor_node", [*base, "-r", f"~/status:={T['status']}",
         "-r", f"~/action_chunk:={T['chunk']}", "-r", f"~/joint_states:={T['joint_states']}",
         "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}"],
         name="chunk_executor")  # fmt: skip
