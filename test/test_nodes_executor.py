@@ -3,6 +3,7 @@ clamps and reports out-of-limit chunks, rejects NaN chunks, and holds when chunk
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -26,7 +27,8 @@ NAMES = list(LIMITS.joint_names)
 HOME = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])
 VSCALE = 0.5
 RATE = 30.0
-TRAJ, GRIP, STATUS, CHUNK, JS = "/t/traj", "/t/gripper", "/executor_under_test/status", "/t/chunk", "/t/joint_states"
+_NS = f"/executor_test{os.getpid()}"  # per-run topic prefix: no cross-talk with any other graph
+TRAJ, GRIP, STATUS, CHUNK, JS = (f"{_NS}/{t}" for t in ("traj", "gripper", "status", "chunk", "joint_states"))
 
 
 def assert_commands_safe(trajs: list[JointTrajectory], start: np.ndarray) -> None:
@@ -59,7 +61,7 @@ def rig():
         "executor_node",
         ["-p", "chunk_timeout_s:=0.4", "-p", f"velocity_scale:={VSCALE}", "-p", "blend_mode:=latest",
          "-r", f"~/joint_trajectory:={TRAJ}", "-r", f"~/gripper_command:={GRIP}",
-         "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}"],
+         "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}", "-r", f"~/status:={STATUS}"],
         name="executor_under_test",
     )  # fmt: skip
     probe = Probe()

@@ -7,6 +7,7 @@ a missing or corrupt checkpoint -> exit code 2 with a one-line reason and no tra
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -25,13 +26,8 @@ from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.testing import NodeProcess, Probe, check_commands_safe, count_reanchors
 
-IMG, JS, CHUNK, TRAJ, STATUS = (
-    "/p/image",
-    "/p/joint_states",
-    "/p/action_chunk",
-    "/p/traj",
-    "/policy_rig_executor/status",
-)
+_NS = f"/policy_test{os.getpid()}"  # per-run topic prefix: no cross-talk with any other graph
+IMG, JS, CHUNK, TRAJ, STATUS = (f"{_NS}/{t}" for t in ("image", "joint_states", "action_chunk", "traj", "status"))
 NAMES = [f"panda_joint{i}" for i in range(1, 8)]
 HOME = [0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785]
 MAX_AGE = 0.4
@@ -100,18 +96,19 @@ def rig(checkpoint):
     node = NodeProcess(
         "policy_node",
         ["-p", f"checkpoint:={checkpoint}", "-p", f"max_observation_age_s:={MAX_AGE}",
+         "-r", f"/diagnostics:={_NS}/diag",
          "-r", f"~/image:={IMG}", "-r", f"~/joint_states:={JS}", "-r", f"~/action_chunk:={CHUNK}"],
     )  # fmt: skip
     # The executor consumes the chunks, so every test also checks what would reach the robot.
     executor = NodeProcess(
         "executor_node",
         ["-p", "velocity_scale:=0.5", "-r", f"~/action_chunk:={CHUNK}", "-r", f"~/joint_states:={JS}",
-         "-r", f"~/joint_trajectory:={TRAJ}"],
+         "-r", f"~/joint_trajectory:={TRAJ}", "-r", f"~/status:={STATUS}"],
         name="policy_rig_executor",  # own status topic: never mixed up with another graph's executor
     )  # fmt: skip
     probe = Probe("policy_probe")
     probe.record(ActionChunk, CHUNK, CHUNK_QOS)
-    probe.record(DiagnosticArray, "/diagnostics", STATUS_QOS)
+    probe.record(DiagnosticArray, f"{_NS}/diag", STATUS_QOS)
     probe.record(JointTrajectory, TRAJ, COMMAND_QOS)
     probe.record(ExecutorStatus, STATUS, STATUS_QOS)
     feeder = Feeder(probe)
@@ -150,8 +147,8 @@ def test_chunks_flow_with_every_field_filled(rig) -> None:
         assert (c.header.stamp.sec, c.header.stamp.nanosec) in feeder.sent_stamps
     seqs = [c.sequence_id for c in chunks]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-    assert probe.wait_for(lambda: len(probe.got("/diagnostics")) > 0, 5.0)
-    keys = {kv.key for kv in probe.got("/diagnostics")[-1].status[0].values}
+    assert probe.wait_for(lambda: len(probe.got(f"{_NS}/diag")) > 0, 5.0)
+    keys = {kv.key for kv in probe.got(f"{_NS}/diag")[-1].status[0].values}
     assert {"latency_s", "tokens_per_second", "forward_passes"} <= keys
 
 

@@ -3,6 +3,7 @@ like a JTC, publishes an EpisodeOutcome at the episode end and exits 0 after the
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -20,13 +21,33 @@ from fast_dvla_ros.nodes.conversions import sec_to_duration, time_to_sec
 from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.testing import NodeProcess, Probe
 
-P = "/conveyor_sim"
+P = f"/sim_test{os.getpid()}"  # per-run topic prefix: no cross-talk with any other graph
 ARM = [f"panda_joint{i}" for i in range(1, 8)]
 
 
 def test_sim_node_moves_the_arm_along_a_trajectory_and_ends_the_episode() -> None:
     node = NodeProcess(
-        "sim_node", ["-p", "episodes:=1", "-p", "episode_time_limit_s:=3.0", "-p", "seed:=3"], name="conveyor_sim"
+        "sim_node",
+        [
+            "-p",
+            "episodes:=1",
+            "-p",
+            "episode_time_limit_s:=3.0",
+            "-p",
+            "seed:=3",
+            *(
+                a
+                for t in (
+                    "image",
+                    "joint_states",
+                    "episode_outcome",
+                    "instruction",
+                    "joint_trajectory",
+                    "gripper_command",
+                )
+                for a in ("-r", f"~/{t}:={P}/{t}")
+            ),
+        ],
     )
     probe = Probe("sim_probe")
     try:
