@@ -150,3 +150,21 @@ def test_observation_guard() -> None:
     with pytest.raises(ObservationError, match="NaN"):
         pick_joints(["a", "b"], [1.0, float("nan")], ["a", "b"])
     assert is_fresh(9.8, 10.0, 0.5) and not is_fresh(9.0, 10.0, 0.5)
+
+
+def test_executor_reanchors_to_the_arm_when_it_is_far_from_the_command() -> None:
+    core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.3)
+    core.update_joint_state(NAMES, HOME, 0.0)
+    core.tick(0.0)
+    assert core.add_chunk(0.01, **_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.01))
+    assert core.tick(0.04).state == ExecutorState.EXECUTING
+    moved = HOME.copy()
+    moved[0] += 1.0  # e.g. the simulator reset the arm, or a collision pushed it
+    core.update_joint_state(NAMES, moved, 0.05)
+    cmd = core.tick(0.07)
+    assert cmd.state == ExecutorState.WAITING_FOR_CHUNK and cmd.positions is None
+    assert np.allclose(core.q_ref, moved) and "re-anchored" in core.counters.last_event
+    # the next chunk is planned from where the arm really is
+    assert core.add_chunk(0.08, **_fields(np.tile(moved, (8, 1)), stamp=0.08))
+    cmd = core.tick(0.1)
+    assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], moved, atol=1e-6)

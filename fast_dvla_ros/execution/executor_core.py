@@ -151,26 +151,29 @@ class ExecutorCore:
             return TickCommand(self.state)
         if self.q_ref is None or self.state in (ExecutorState.WAITING_FOR_JOINT_STATE, ExecutorState.WAITING_FOR_CHUNK):
             self.q_ref = self.q_measured.copy()  # track the arm until we command it
+        if self.blender.empty and self.watchdog.last_feed is None:
+            self.state = ExecutorState.WAITING_FOR_CHUNK
+            return TickCommand(self.state)
+        if now - self.q_measured_time > self.joint_state_timeout_s:
+            # Checked before the re-anchor below: never re-anchor to a measurement we no longer trust.
+            return self._hold(now, "joint state stale: holding")
+        was_tripped = self.watchdog.tripped
+        starved = self.watchdog.check(now)  # also after a re-anchor emptied the plan: the policy is gone either way
+        if starved and not was_tripped:
+            self.counters.watchdog_trips = self.watchdog.trips
+            self.counters.event(f"watchdog: no chunk for {self.watchdog.age(now):.2f} s, holding")
         drift = float(np.max(np.abs(self.q_measured - self.q_ref)))
-        if not self.blender.empty and drift > self.reanchor_tolerance:
+        if drift > self.reanchor_tolerance:
             # The arm is far from where we command it (reset, reflex stop, collision): dragging it back at
             # full speed would be dangerous, and the stored plan belongs to a situation that no longer exists.
+            # Last event of the tick on purpose: status shows every re-anchor (a command jump to the arm).
             self.counters.event(
                 f"arm {drift:.2f} rad from the command: plan of chunk {self.counters.last_sequence_id} dropped, "
                 "re-anchored"
             )
             self.blender.clear()
             self.q_ref = self.q_measured.copy()
-        if self.blender.empty and self.watchdog.last_feed is None:
-            self.state = ExecutorState.WAITING_FOR_CHUNK
-            return TickCommand(self.state)
-        if now - self.q_measured_time > self.joint_state_timeout_s:
-            return self._hold(now, "joint state stale: holding")
-        was_tripped = self.watchdog.tripped
-        if self.watchdog.check(now):  # also after a re-anchor emptied the plan: the policy is gone either way
-            self.counters.watchdog_trips = self.watchdog.trips
-            if not was_tripped:
-                self.counters.event(f"watchdog: no chunk for {self.watchdog.age(now):.2f} s, holding")
+        if starved:
             return self._hold(now, None)
         if self.blender.empty:  # re-anchored, waiting for the next chunk
             self.state = ExecutorState.WAITING_FOR_CHUNK
