@@ -84,6 +84,7 @@ class SimNode(Node):
         self._finish_at: float | None = None
         self.arm_joints = list(self.env.action_names[:7])
         self._sim_lock = threading.Lock()  # PyBullet client
+        self._closed = False  # set by close(): late timer callbacks must not touch the closed client
         self._in_lock = threading.Lock()  # newest command messages
         self._traj: JointTrajectory | None = None
         self._width: float | None = None
@@ -164,6 +165,8 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ loop
     def _physics_tick(self) -> None:
+        if self._closed:
+            return
         if self._finish_at is not None:
             if time.monotonic() >= self._finish_at:
                 self.finished = True
@@ -191,6 +194,8 @@ class SimNode(Node):
             self._gripper_cmd = width
         q_des, _ = self.interp.sample(now)
         with self._sim_lock:
+            if self._closed:
+                return
             try:
                 self.env.set_command(q_des, self._gripper_cmd)
             except ValueError as exc:
@@ -217,11 +222,14 @@ class SimNode(Node):
             return
         stamp = self.get_clock().now().to_msg()  # the observation time: when the scene was as rendered
         with self._sim_lock:
+            if self._closed:
+                return
             rgb = self.env.render()
         self.image_pub.publish(rgb_to_image(rgb, stamp, frame_id="scene_camera"))
 
     def close(self) -> None:
         with self._sim_lock:
+            self._closed = True
             self.env.close()
 
 
