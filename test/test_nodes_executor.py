@@ -116,21 +116,34 @@ def test_executor_refuses_then_streams_clamps_and_holds(rig) -> None:
         target = np.tile(HOME, (30, 1))
         target[:, 0] = 4.0  # beyond +2.8973
         target[:, 3] = -1.5
-        for seq in range(2, 8):
-            chunk_pub.publish(make_chunk(probe.now(), target, seq))
-            time.sleep(0.1)
-        assert probe.wait_for(lambda: len(probe.got(TRAJ)) >= 10, 5.0)
-        st = _latest_status(probe)
-        assert st.state == ExecutorStatus.STATE_EXECUTING
-        assert st.clamped_values > 0 and "clamp" in st.last_event
-        assert st.chunks_received >= 6
+        streaming = threading.Event()
+        streaming.set()
+
+        def stream_chunks() -> None:  # a policy at 10 Hz
+            seq = 2
+            while streaming.is_set():
+                chunk_pub.publish(make_chunk(probe.now(), target, seq))
+                seq += 1
+                time.sleep(0.1)
+
+        streamer = threading.Thread(target=stream_chunks, daemon=True)
+        streamer.start()
+        assert probe.wait_for(lambda: len(probe.got(TRAJ)) >= 10, 5.0), (
+            [(m.state, m.chunks_received, m.last_event) for m in probe.got(STATUS)[-3:]],
+            node.output[-1500:],
+        )
+        assert probe.wait_for(lambda: _latest_status(probe).state == ExecutorStatus.STATE_EXECUTING, 5.0)
+        assert probe.wait_for(lambda: _latest_status(probe).clamped_values > 0, 2.0)
+        assert any("clamped" in m.last_event for m in probe.got(STATUS))  # the chunk clamp was reported
         # 3) a NaN chunk and a chunk with wrong joint names are rejected whole.
         bad = target.copy()
         bad[2, 1] = np.nan
-        chunk_pub.publish(make_chunk(probe.now(), bad, 50))
-        chunk_pub.publish(make_chunk(probe.now(), target, 51, names=[*NAMES[:6], "elbow"]))
+        chunk_pub.publish(make_chunk(probe.now(), bad, 1000))
+        chunk_pub.publish(make_chunk(probe.now(), target, 1001, names=[*NAMES[:6], "elbow"]))
         assert probe.wait_for(lambda: _latest_status(probe).chunks_rejected >= 2, 3.0)
-        assert _latest_status(probe).last_sequence_id == 7
+        assert _latest_status(probe).last_sequence_id < 1000
+        streaming.clear()
+        streamer.join()
         # 4) no more chunks: the watchdog holds the last safe position with zero velocity.
         assert probe.wait_for(lambda: _latest_status(probe).state == ExecutorStatus.STATE_HOLDING, 3.0)
         time.sleep(0.2)

@@ -59,7 +59,9 @@ class ExecutorCounters:
     clamped_values: int = 0
     last_sequence_id: int = 0
     last_event: str = ""
-    events: list[str] = field(default_factory=list)  # new since the node last drained them (for logging)
+    # Events since the node last drained them (it logs them after each tick). While one is pending, the
+    # routine "output limited" note does not overwrite last_event, so every discrete event reaches a status.
+    events: list[str] = field(default_factory=list)
 
     def event(self, text: str) -> None:
         self.last_event = text
@@ -213,7 +215,8 @@ class ExecutorCore:
         n = n_pos + n0 + n_rate + n_vel
         if n:
             c.clamped_values += n
-            c.last_event = f"output limited: {n_pos} position, {n0 + n_rate} rate, {n_vel} velocity clamps"
+            if not c.events:  # a discrete event (rejection, chunk clamp) not yet reported wins over this routine note
+                c.last_event = f"output limited: {n_pos} position, {n0 + n_rate} rate, {n_vel} velocity clamps"
         self.q_ref = q0[0]
         self.g_ref = float(np.clip(values[1, j], 0.0, self.limits.gripper_width_max))
         return TickCommand(self.state, offsets[1:].copy(), pts, vel, self.g_ref)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 
 import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -102,12 +101,7 @@ class ExecutorNode(Node):
         self.gripper_pub = self.create_publisher(Float64, "~/gripper_command", COMMAND_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, "~/status", STATUS_QOS)
         self._gripper = _FrankaGripper(self) if bool(g("use_franka_gripper").value) else None
-        # The control loop is a plain thread on absolute monotonic deadlines, not an rclpy timer: a
-        # Python executor serving subscriptions delays timers by tens of ms on a loaded machine.
-        self._period = 1.0 / rate
-        self._stop = threading.Event()
-        self._loop_thread = threading.Thread(target=self._control_loop, name="control", daemon=True)
-        self._loop_thread.start()
+        self.create_timer(1.0 / rate, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
         self.get_logger().info(
             f"executing chunks for {self.joint_names} at {rate:.1f} Hz, blend {blender.mode}, "
             f"limits '{limits.robot}', velocity scale {self.core.safety.velocity_scale}"
@@ -133,29 +127,6 @@ class ExecutorNode(Node):
                 sequence_id=int(msg.sequence_id),
                 action_kind=msg.action_kind,
             )
-
-    def _control_loop(self) -> None:
-        deadline = time.monotonic()
-        while not self._stop.is_set():
-            deadline += self._period
-            delay = deadline - time.monotonic()
-            if delay > 0:
-                if self._stop.wait(delay):
-                    return
-            elif delay < -self._period:
-                deadline = time.monotonic()  # fell more than a period behind: restart the grid, no burst
-            if not self.context.ok():
-                return
-            try:
-                self._tick()
-            except Exception as exc:  # the loop must survive anything but shutdown
-                if not self.context.ok():
-                    return
-                self.get_logger().error(f"control tick failed: {type(exc).__name__}: {exc}", throttle_duration_sec=1.0)
-
-    def close(self) -> None:
-        self._stop.set()
-        self._loop_thread.join(timeout=2.0)
 
     def _tick(self) -> None:
         now = self._now()
