@@ -88,7 +88,7 @@ def stop_all(nodes: dict[str, NodeProcess]) -> dict[str, tuple[int | None, str]]
 
 
 def test_three_nodes_chunks_flow_arm_moves_episode_ends(checkpoint: str) -> None:
-    nodes = start_graph(checkpoint, episodes=1, time_limit=6.0)
+    nodes = start_graph(checkpoint, episodes=1, time_limit=10.0)
     probe = make_probe()
     try:
         assert probe.wait_for(lambda: len(probe.got(T["chunk"])) >= 3, 60.0), nodes["policy"].output
@@ -100,7 +100,7 @@ def test_three_nodes_chunks_flow_arm_moves_episode_ends(checkpoint: str) -> None
         assert rate > 15.0, f"executor streamed only {rate:.1f} commands/s (30 Hz nominal)"
         assert probe.wait_for(lambda: probe.got(T["outcome"]), 30.0), nodes["sim"].output
         outcome = probe.got(T["outcome"])[0]
-        assert outcome.episode == 0 and outcome.control_steps > 30 and outcome.duration_s > 0
+        assert outcome.episode == 0 and outcome.control_steps > 10 and outcome.duration_s > 0
         assert nodes["sim"].wait(10.0) == 0, nodes["sim"].output  # exits by itself after the last episode
         moved = max(np.max(np.abs(np.array(m.position[:7]) - q_start)) for m in probe.got(T["joint_states"]))
         assert moved > 0.05, f"the simulated arm did not move ({moved:.3f} rad)"

@@ -87,6 +87,11 @@ class PolicyNode(Node):
         p("steps", 12, _desc("Bidirectional: MaskGIT refinement steps", 1, 256, True))
         p("horizon", 0, _desc("Steps published per chunk (0 = the checkpoint's horizon)", 0, 256, True))
         p("control_rate_hz", 30.0, _desc("Chunk rate when decoding is fast enough (Hz)", 0.5, 500.0))
+        p(
+            "action_rate_hz",
+            30.0,
+            _desc("Spacing of the checkpoint's action steps (Hz; 30 for the sim demos)", 1.0, 1000.0),
+        )
         p("joint_names", [f"panda_joint{i}" for i in range(1, 8)], _desc("Arm joints, in the action order"))
         p("gripper_joint_names", ["panda_finger_joint1", "panda_finger_joint2"], _desc("Finger joints; width = sum"))
         p("instruction", DEFAULT_INSTRUCTION, _desc("Task instruction until one arrives on ~/instruction"))
@@ -99,6 +104,8 @@ class PolicyNode(Node):
         self.gripper_joints = list(g("gripper_joint_names").value)
         self.max_age = float(g("max_observation_age_s").value)
         self.period = 1.0 / float(g("control_rate_hz").value)
+        # Not the chunk rate: the time between the steps of a chunk is a property of the training data.
+        self.step_period = 1.0 / float(g("action_rate_hz").value)
         self.policy = self._load_policy()
         self.checkpoint_label = self.policy.checkpoint_name
         if len(self.policy.action_names) != len(self.joint_names) + 1:
@@ -270,7 +277,7 @@ class PolicyNode(Node):
         msg.sequence_id = self._seq
         msg.action_kind = ActionChunk.ACTION_KIND_JOINT_POSITION
         msg.joint_names = self.joint_names
-        msg.step_period = sec_to_duration(self.period)
+        msg.step_period = sec_to_duration(self.step_period)
         msg.horizon = int(actions.shape[0])
         msg.actions = actions[:, :j].reshape(-1).tolist()
         msg.gripper = actions[:, j].tolist()

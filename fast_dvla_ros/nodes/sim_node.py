@@ -56,7 +56,7 @@ class SimNode(Node):
         p("joint_state_rate_hz", 60.0, _desc("Joint state rate (Hz)", 1.0, 500.0))
         p(
             "physics_rate_hz",
-            120.0,
+            60.0,
             _desc("Wall-clock rate of physics updates (Hz; 240 Hz substeps inside)", 10.0, 480.0),
         )
         p("image_size", 96, _desc("Square camera image side (px)", 16, 512, True))
