@@ -69,7 +69,8 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
         "sim": cmd("sim_node", _ros_args(
             "conveyor_sim", params_file,
             {"~/image": TOPICS["image"], "~/joint_states": TOPICS["joint_states"],
-             "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"]},
+             "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"],
+             "~/instruction": TOPICS["instruction"]},
             {"episodes": str(args.episodes), "seed": str(args.seed)},
         )),
         "policy": cmd("policy_node", _ros_args(

@@ -43,6 +43,7 @@ def policy_executor_arguments(
     executor_joint_states: str,
     trajectory_topic: str,
     gripper_topic: str,
+    instruction_topic: str = "fast_dvla/instruction",
 ) -> list[DeclareLaunchArgument]:
     """Arguments of the policy/executor half; defaults differ between robot and simulator."""
     return [
@@ -83,7 +84,7 @@ def policy_executor_arguments(
         ),
         DeclareLaunchArgument(
             "instruction_topic",
-            default_value="fast_dvla/instruction",
+            default_value=instruction_topic,
             description="std_msgs/String task instruction (transient local: publish it once)",
         ),
         DeclareLaunchArgument(

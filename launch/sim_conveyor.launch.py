@@ -69,6 +69,7 @@ def generate_launch_description() -> LaunchDescription:
         executor_joint_states=f"{SIM_NODE}/joint_states",
         trajectory_topic=f"{SIM_NODE}/joint_trajectory",
         gripper_topic=f"{SIM_NODE}/gripper_command",
+        instruction_topic=f"{SIM_NODE}/instruction",  # the simulator announces each episode's task
     )
     # The simulator keeps its own private names; the policy/executor defaults above point at them.
     return LaunchDescription(

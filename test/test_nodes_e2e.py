@@ -131,8 +131,10 @@ def test_policy_killed_mid_run_executor_holds(checkpoint: str) -> None:
         assert probe.wait_for(lambda: probe.got(T["status"])[-1].state == ExecutorStatus.STATE_HOLDING, 5.0), nodes[
             "executor"
         ].output
-        status = probe.got(T["status"])[-1]
-        assert status.watchdog_trips >= 1 and "watchdog" in status.last_event
+        statuses = probe.got(T["status"])
+        assert statuses[-1].watchdog_trips >= 1
+        # The trip is reported in the status of its tick; a re-anchor (arm lagging a slow simulator) may follow it.
+        assert any("watchdog" in s.last_event for s in statuses), [s.last_event for s in statuses[-10:]]
         time.sleep(0.3)
         hold = probe.got(T["traj"])[-1]
         q_hold = [list(p.positions) for p in hold.points]

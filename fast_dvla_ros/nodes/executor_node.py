@@ -132,9 +132,11 @@ class ExecutorNode(Node):
         now = self._now()
         with self._lock:
             cmd = self.core.tick(now)
-            status = self._status(now)
             events = list(self.core.counters.events)
             self.core.counters.events.clear()
+            if events:  # a watchdog trip and a re-anchor can share a tick: the status names both
+                self.core.counters.last_event = "; ".join(events)
+            status = self._status(now)
         for e in events:
             self.get_logger().warning(e, throttle_duration_sec=1.0)
         if cmd.positions is not None and cmd.velocities is not None and cmd.times_from_start is not None:

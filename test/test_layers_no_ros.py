@@ -1,0 +1,33 @@
+"""Everything that is not a ROS node imports without ROS (training boxes and CI images have none).
+
+The decoder core has its own test (test_core_no_ros.py); this one covers the other plain layers.
+A subprocess gives a clean sys.modules.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import subprocess
+import sys
+
+import pytest
+
+LAYERS = ["fast_dvla_ros.sim", "fast_dvla_ros.train", "fast_dvla_ros.evaluation", "fast_dvla_ros.execution"]
+
+
+@pytest.mark.parametrize("layer", LAYERS)
+def test_layer_imports_without_rclpy(layer: str) -> None:
+    pkg = importlib.import_module(layer)
+    modules = [layer] + [m.name for m in pkgutil.walk_packages(pkg.__path__, layer + ".")]
+    assert len(modules) > 1, f"{layer} has no modules"
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('rclpy', 'rosidl_runtime_py', 'rcl_interfaces'))\n"
+        "assert not bad, bad\n"
+        "print('ok')\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
