@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fast_dvla_ros.demo import RECORDED, TOPICS, _stop, node_commands  # noqa: E402
+from fast_dvla_ros.demo import RECORDED, TOPICS, _stop, node_commands, start_nodes  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -75,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_loop")
+    p.add_argument("--background-nice", type=int, default=10, help="niceness of simulator and policy (0: none)")
     a = p.parse_args(argv)
     a.episodes = 0  # loop episodes until the duration is over
 
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     bag = a.out / time.strftime("loop_%Y%m%d_%H%M%S", time.gmtime())
     bag.parent.mkdir(parents=True, exist_ok=True)
     recorder = BagRecorder(bag, [TopicSpec(t, ty) for t, ty in RECORDED]).start()
-    procs = {n: subprocess.Popen(c, start_new_session=True) for n, c in node_commands(a, a.params_file).items()}
+    procs = start_nodes(node_commands(a, a.params_file), a.background_nice)
     t0 = time.monotonic()
     cpu0 = {}
     try:
@@ -108,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
 
     res = analyze(bag, nominal_rate_hz=30.0)
     motion = command_motion(bag)
-    print(f"\n# bench/loop.py --duration {a.duration:.0f} --decoder {a.decoder} --blend-mode {a.blend_mode}")
+    print(f"\n# bench/loop.py --duration {a.duration:.0f} --decoder {a.decoder} --blend-mode {a.blend_mode} "
+          f"--background-nice {a.background_nice}")
     print(f"bag: {bag}")
     print("| metric | value |\n|---|---|")
     if res.rate:

@@ -153,7 +153,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (1 when other jobs share the CPU)")
     a = p.parse_args(argv)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
     decoders = a.decoder or ["pipelined"] * len(a.checkpoint)
     if len(decoders) == 1 and len(a.checkpoint) > 1:
         decoders = decoders * len(a.checkpoint)
