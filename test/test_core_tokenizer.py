@@ -105,3 +105,19 @@ def test_instruction_tokenizer() -> None:
     assert t.encode_batch(["a", "b"]).shape == (2, 16)
     with pytest.raises(TypeError):
         t.encode(None)  # type: ignore[arg-type]
+
+
+def test_joint_delta_actions_are_relative_to_the_observation_and_round_trip() -> None:
+    names = [f"j{i}" for i in range(3)] + ["gripper_width"]
+    space = ActionSpace(names, [-0.5, -0.5, -0.5, 0.0], [0.5, 0.5, 0.5, 0.08], kind="joint_delta", gripper_index=3)
+    assert space.relative_dims == [0, 1, 2]
+    rng = np.random.default_rng(0)
+    proprio = rng.uniform(-2, 2, size=(5, 4))
+    absolute = proprio[:, None, :] + rng.uniform(-0.4, 0.4, size=(5, 6, 4))
+    absolute[..., 3] = 0.04  # the gripper stays absolute
+    rel = space.to_relative(absolute, proprio)
+    assert np.allclose(rel[..., :3], absolute[..., :3] - proprio[:, None, :3]) and np.allclose(rel[..., 3], 0.04)
+    tok = ActionTokenizer(space, 256)
+    back = space.to_absolute(tok.decode(tok.encode(rel)), proprio)
+    assert np.all(np.abs(back - absolute) <= tok.bin_width / 2 + 1e-9)  # half a bin of motion, whatever the pose
+    assert ActionSpace.panda_default().relative_dims == []  # absolute spaces are untouched

@@ -33,6 +33,10 @@ class ActionSpace:
     """Names, ranges and kind of each action dimension.
 
     ``low``/``high`` are the tokenizer's bin range: values outside are clipped (and counted).
+    ``joint_delta``: every step of a chunk is a joint target *relative to the joint positions of the
+    observation the chunk was decoded from* (chunk-relative, as openpi's delta actions); the gripper
+    stays absolute. Tokens then carry the motion itself instead of a copy of the arm's state plus a
+    few bins of motion, which is what a small policy otherwise learns to imitate (the copycat problem).
     """
 
     names: list[str]
@@ -63,6 +67,29 @@ class ActionSpace:
     @property
     def dim(self) -> int:
         return len(self.names)
+
+    @property
+    def relative_dims(self) -> list[int]:
+        """Dimensions stored relative to the observed joint positions (the first ones of proprio)."""
+        if self.kind != "joint_delta":
+            return []
+        return [i for i in range(self.dim) if i != self.gripper_index]
+
+    def to_relative(self, actions: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+        """Absolute actions [B, H, D] -> this space's representation, given raw proprio [B, P]."""
+        out = np.array(actions, dtype=np.float64, copy=True)
+        rel = self.relative_dims
+        if rel:
+            out[..., rel] -= np.asarray(proprio, np.float64)[:, None, : len(rel)]
+        return out
+
+    def to_absolute(self, actions: np.ndarray, proprio: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`to_relative`: what the arm is commanded, in absolute joint positions."""
+        out = np.array(actions, dtype=np.float64, copy=True)
+        rel = self.relative_dims
+        if rel:
+            out[..., rel] += np.asarray(proprio, np.float64)[:, None, : len(rel)]
+        return out
 
     @classmethod
     def panda_default(cls, prefix: str = "panda_joint") -> ActionSpace:

@@ -158,6 +158,8 @@ class DVLA(nn.Module):
                 f"tokenizer (dim {action_tokenizer.dim}, {action_tokenizer.num_bins} bins) does not match "
                 f"config (action_dim {cfg.action_dim}, num_bins {cfg.num_bins})"
             )
+        if len(action_tokenizer.space.relative_dims) > cfg.proprio_dim:
+            raise ValueError("joint_delta actions need the joint positions first in proprio (proprio_dim too small)")
         self.action_tokenizer = action_tokenizer
         self.instruction_tokenizer = ByteInstructionTokenizer(cfg.instruction_max_len)
 

@@ -76,6 +76,11 @@ class ChunkSampler:
             actions=self.actions[rows],
         )
 
+    def all_chunks(self) -> tuple[np.ndarray, np.ndarray]:
+        """Action chunks [N, H, D] and proprio [N, P] of every frame (no images): tokenizer statistics."""
+        rows = np.minimum(self.frames[:, None] + np.arange(self.horizon)[None, :], self.last[self.frames][:, None])
+        return self.actions[rows], self.proprio[self.frames].astype(np.float64)
+
     def sample(self, batch_size: int, rng: np.random.Generator) -> ChunkBatch:
         return self.gather(rng.choice(self.frames, size=batch_size, replace=True))
 

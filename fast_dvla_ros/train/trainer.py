@@ -35,10 +35,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from fast_dvla_ros.core.action_space import ActionTokenizer
+from fast_dvla_ros.core.action_space import ActionSpace, ActionTokenizer
 from fast_dvla_ros.core.config import DVLAConfig
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
-from fast_dvla_ros.train.chunks import ChunkBatch, load_samplers
+from fast_dvla_ros.train.chunks import ChunkBatch, ChunkSampler, load_samplers
 from fast_dvla_ros.train.noise import block_monotone_mask, uniform_ratio_mask
 
 Stage = Literal["teacher", "distill", "scratch"]
@@ -59,6 +59,8 @@ class TrainConfig:
     seed: int = 0
     preset: str = "sim"
     preset_overrides: dict = field(default_factory=dict)
+    # joint_delta (chunk-relative joint targets) or joint_position (absolute); see ActionSpace.
+    action_kind: str = "joint_delta"
     teacher_dir: str | None = None  # distill only
     kl_weight: float = 1.0  # distill only
     ce_weight: float = 0.5  # distill: ground-truth CE added to the KL
@@ -70,15 +72,20 @@ class TrainConfig:
     threads: int = 1
 
 
-def _tokenizer_from_stats(stats: dict, num_bins: int) -> ActionTokenizer:
-    """Bins spanning the demonstrations' action range (+2% margin) so no bin is wasted on unreachable values."""
-    lo = np.asarray(stats["actions"]["min"], np.float64)
-    hi = np.asarray(stats["actions"]["max"], np.float64)
-    names = stats["action_names"]
-    # from_stats fits on data; two rows (min and max) are enough to set the range exactly.
+def _tokenizer_from_data(
+    train_set: ChunkSampler, names: list[str], num_bins: int, kind: str
+) -> ActionTokenizer:
+    """Bins spanning the training chunks' range (+2% margin) in the action representation ``kind``.
+
+    With ``joint_delta`` the range is that of every chunk step relative to its observation, so a bin
+    is a few mrad of *motion* instead of a slice of the whole joint range.
+    """
+    actions, proprio = train_set.all_chunks()
+    gripper = names.index("gripper_width") if "gripper_width" in names else None
+    probe = ActionSpace(names, [-1.0] * len(names), [1.0] * len(names), kind=kind, gripper_index=gripper)
+    values = probe.to_relative(actions, proprio).reshape(-1, len(names))
     return ActionTokenizer.from_stats(
-        np.stack([lo, hi]), names, num_bins=num_bins, method="minmax", margin=0.02,
-        gripper_index=names.index("gripper_width") if "gripper_width" in names else None,
+        values, names, num_bins=num_bins, method="minmax", margin=0.02, kind=kind, gripper_index=gripper
     )
 
 
@@ -133,7 +140,7 @@ class StageTrainer:
             _instruction_encoder(model_cfg), cfg.val_fraction, cfg.seed,
         )
         if tokenizer is None:
-            tokenizer = _tokenizer_from_stats(stats, model_cfg.num_bins)
+            tokenizer = _tokenizer_from_data(self.train_set, stats["action_names"], model_cfg.num_bins, cfg.action_kind)
         self.model = DVLA(model_cfg, tokenizer)
         if self.teacher is not None:
             self.model.load_state_dict(self.teacher.state_dict())  # student starts from the teacher
@@ -151,7 +158,8 @@ class StageTrainer:
         return block_monotone_mask(batch, h, d, gen)
 
     def _bins(self, batch: ChunkBatch) -> torch.Tensor:
-        bins = self.model.action_tokenizer.encode(batch.actions)
+        tok = self.model.action_tokenizer
+        bins = tok.encode(tok.space.to_relative(batch.actions, batch.proprio.numpy()))
         return torch.as_tensor(bins, dtype=torch.long).reshape(len(batch.actions), -1)
 
     def _loss(self, batch: ChunkBatch, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
@@ -184,7 +192,7 @@ class StageTrainer:
         acc = float((pred[m] == bins[m]).float().mean())
         tok = self.model.action_tokenizer
         pred_full = torch.where(m, pred, bins).reshape(len(b.actions), self.model.config.horizon, -1).numpy()
-        err = np.abs(tok.decode(pred_full) - b.actions)
+        err = np.abs(tok.space.to_absolute(tok.decode(pred_full), b.proprio.numpy()) - b.actions)
         self.model.train()
         return {"val_ce": ce, "val_acc": acc, "val_abs_err": float(err[..., :7].mean())}
 
@@ -282,11 +290,13 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--ce-weight", type=float, default=TrainConfig.ce_weight)
     p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch intra-op threads")
+    p.add_argument("--action-kind", choices=["joint_delta", "joint_position"], default=TrainConfig.action_kind,
+                   help="chunk-relative joint targets (default) or absolute ones (teacher/scratch; distill copies)")
     a = p.parse_args(argv)
     return TrainConfig(
         stage=a.stage, data_dir=a.data_dir, out_dir=a.out_dir, teacher_dir=a.teacher_dir, steps=a.steps,
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
-        ce_weight=a.ce_weight, threads=a.threads,
+        ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
     )
 
 

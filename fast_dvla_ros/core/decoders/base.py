@@ -159,5 +159,6 @@ class Decoder:
             tokens_per_second=committed / max(latency, 1e-9),
         )
         tokens = bins.reshape(-1, self.H, self.D).cpu()
-        actions = self.model.action_tokenizer.decode(tokens.numpy())
+        space = self.model.action_tokenizer.space  # chunk-relative joint deltas -> absolute targets
+        actions = space.to_absolute(self.model.action_tokenizer.decode(tokens.numpy()), batch.proprio.cpu().numpy())
         return DecodeOutput(tokens=tokens, actions=actions, stats=stats)
