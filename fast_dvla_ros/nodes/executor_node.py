@@ -13,7 +13,6 @@ import math
 import threading
 
 import numpy as np
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
@@ -23,6 +22,7 @@ from trajectory_msgs.msg import JointTrajectory
 from fast_dvla_ros.execution import BLEND_MODES, ChunkBlender, ExecutorCore, load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
 from fast_dvla_ros.nodes.conversions import duration_to_sec, time_to_sec, trajectory_msg
+from fast_dvla_ros.nodes.parameters import describe as _desc
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
@@ -34,16 +34,6 @@ try:  # franka_gripper actions, only where franka_ros2 is installed
     from rclpy.action import ActionClient
 except ImportError:
     Grasp = Move = ActionClient = None
-
-
-def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text)
-    if lo is not None and hi is not None:
-        if integer:
-            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-        else:
-            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    return d
 
 
 class ExecutorNode(Node):

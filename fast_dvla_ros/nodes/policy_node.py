@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
@@ -31,6 +30,7 @@ from std_msgs.msg import String
 from fast_dvla_ros.execution.observation_guard import ObservationError, is_fresh, pick_joints
 from fast_dvla_ros.msg import ActionChunk
 from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
+from fast_dvla_ros.nodes.parameters import describe as _desc
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
@@ -54,16 +54,6 @@ def default_checkpoint() -> Path:
         return Path(get_package_share_directory("fast_dvla_ros")) / "models" / DEFAULT_CHECKPOINT
     except Exception:  # no ament index (pip install): report the source path
         return src
-
-
-def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text)
-    if lo is not None and hi is not None:
-        if integer:
-            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-        else:
-            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    return d
 
 
 @dataclass

@@ -18,7 +18,6 @@ import math
 import threading
 import time
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
@@ -28,22 +27,13 @@ from trajectory_msgs.msg import JointTrajectory
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator, TrajectoryRejected
 from fast_dvla_ros.msg import EpisodeOutcome
 from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image, time_to_sec
+from fast_dvla_ros.nodes.parameters import describe as _desc
 from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
 NODE_NAME = "conveyor_sim"
 FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
 MAX_STEP_S = 0.1  # never catch up more than this in one tick after a stall (keeps physics stable)
-
-
-def _desc(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text)
-    if lo is not None and hi is not None:
-        if integer:
-            d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]
-        else:
-            d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi), step=0.0)]
-    return d
 
 
 class SimNode(Node):
