@@ -65,6 +65,20 @@ def command_motion(bag: Path) -> dict[str, float]:
     return out
 
 
+def tick_period_errors(bag: Path) -> np.ndarray:
+    """|interval - 1/30 s| (ms) of the executor's ticks, from ExecutorStatus header stamps (publisher side).
+
+    The bag's receive times add the recorder's own scheduling delay; the status stamp is taken in the
+    tick itself, so this is the jitter of the control loop as the controller would see it leave.
+    """
+    from fast_dvla_ros.bag.reader import read_messages
+
+    stamps = [m.header.stamp.sec + 1e-9 * m.header.stamp.nanosec for _, _, m in read_messages(bag, [TOPICS["status"]])]
+    if len(stamps) < 3:
+        return np.zeros(0)
+    return np.abs(np.diff(np.asarray(stamps)) - 1.0 / 30.0) * 1000.0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--duration", type=float, default=600.0)
@@ -116,9 +130,13 @@ def main(argv: list[str] | None = None) -> int:
         r = res.rate
         err = np.abs(r.intervals_s - r.nominal_period_s) * 1000.0
         print(f"| command rate | {r.mean_rate_hz:.2f} Hz ({r.count} commands) |")
-        print(f"| period error p50 / p99 / max | {np.percentile(err, 50):.2f} / {np.percentile(err, 99):.2f} / "
-              f"{err.max():.2f} ms |")
+        print(f"| period error p50 / p99 / max (bag receive times) | {np.percentile(err, 50):.2f} / "
+              f"{np.percentile(err, 99):.2f} / {err.max():.2f} ms |")
         print(f"| gaps > 1.5 periods | {len(r.gaps)} |")
+    tick = tick_period_errors(bag)
+    if tick.size:
+        print(f"| executor tick period error p50 / p99 / max (status stamps) | {np.percentile(tick, 50):.2f} / "
+              f"{np.percentile(tick, 99):.2f} / {tick.max():.2f} ms |")
     if res.obs_to_command:
         o = res.obs_to_command.obs_to_command
         print(f"| observation -> command p50 / p99 | {1000 * o.p50:.1f} / {1000 * o.p99:.1f} ms |")
