@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import time
@@ -78,28 +79,45 @@ _worker_env = None
 _worker_expert = None
 
 
-def _init_worker(sim_config: dict[str, Any]) -> None:
-    global _worker_env, _worker_expert
+_worker_noise = 0.0
+
+
+def _init_worker(sim_config: dict[str, Any], action_noise: float = 0.0) -> None:
+    global _worker_env, _worker_expert, _worker_noise
     from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
     from fast_dvla_ros.sim.expert import ScriptedExpert
 
     _worker_env = ConveyorPickEnv(SimConfig.from_dict(sim_config))
     _worker_expert = ScriptedExpert()
+    _worker_noise = action_noise
 
 
-def run_expert_episode(env, expert, seed: int) -> EpisodeRecord:
-    """Roll out the expert for one seeded episode and record every control step."""
+def run_expert_episode(env, expert, seed: int, action_noise: float = 0.0) -> EpisodeRecord:
+    """Roll out the expert for one seeded episode and record every control step.
+
+    ``action_noise`` (rad, DART-style): the *executed* joint targets get slowly varying noise (AR(1),
+    correlation 0.9 per step, this stationary std) while the *recorded* label stays the expert's
+    clean target. The arm then visits states off the expert's path, labelled with the way back,
+    which is what a cloned policy needs once its own small errors compound in closed loop.
+    """
     obs, info = env.reset(seed=seed)
     expert.reset(obs, info)
     images, wrist, proprio, actions = [], [], [], []
     max_steps = int(env.config.episode_time_limit * env.control_hz) + 2
+    rng = np.random.default_rng(seed + 7919)
+    drift = np.zeros(7)
     for _ in range(max_steps):
-        action = expert.act(obs, info)
+        label = expert.act(obs, info)
+        action = label
+        if action_noise > 0.0:
+            drift = 0.9 * drift + math.sqrt(1.0 - 0.81) * action_noise * rng.standard_normal(7)
+            action = label.copy()
+            action[:7] += drift
         images.append(obs["image"])
         if "wrist_image" in obs:
             wrist.append(obs["wrist_image"])
         proprio.append(np.r_[obs["joint_pos"], obs["gripper_width"]])
-        actions.append(action)
+        actions.append(label)
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
             break
@@ -119,13 +137,15 @@ def run_expert_episode(env, expert, seed: int) -> EpisodeRecord:
 
 
 def _worker_episode(seed: int) -> EpisodeRecord:
-    return run_expert_episode(_worker_env, _worker_expert, seed)
+    return run_expert_episode(_worker_env, _worker_expert, seed, _worker_noise)
 
 
-def _episodes(sim_config: dict[str, Any], seeds: range, workers: int) -> Iterator[EpisodeRecord]:
+def _episodes(
+    sim_config: dict[str, Any], seeds: range, workers: int, action_noise: float = 0.0
+) -> Iterator[EpisodeRecord]:
     """Episodes in seed order, from this process or a pool of spawned workers."""
     if workers <= 1:
-        _init_worker(sim_config)
+        _init_worker(sim_config, action_noise)
         try:
             for seed in seeds:
                 yield _worker_episode(seed)
@@ -134,7 +154,7 @@ def _episodes(sim_config: dict[str, Any], seeds: range, workers: int) -> Iterato
             _worker_expert.close()
         return
     ctx = multiprocessing.get_context("spawn")  # no inherited pybullet/torch state in the workers
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(sim_config,)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(sim_config, action_noise)) as pool:
         yield from pool.imap(_worker_episode, seeds, chunksize=1)
 
 
@@ -187,6 +207,7 @@ def generate(
     sim_config: dict[str, Any] | None = None,
     max_attempts: int | None = None,
     progress: bool = True,
+    action_noise: float = 0.0,
 ) -> dict[str, Any]:
     """Generate ``episodes`` successful expert episodes into ``out``; returns the generation summary."""
     from tqdm import tqdm
@@ -215,7 +236,7 @@ def generate(
     n_kept = attempts = frames = 0
     t0 = time.perf_counter()
     bar = tqdm(total=episodes, desc="expert demos", unit="ep", disable=not progress, dynamic_ncols=True)
-    gen = _episodes(cfg.to_dict(), seeds, workers)
+    gen = _episodes(cfg.to_dict(), seeds, workers, action_noise)
     try:
         for rec in gen:
             attempts += 1
@@ -260,6 +281,7 @@ def generate(
         "wall_s": wall,
         "episodes_per_min": attempts / wall * 60.0,
         "workers": workers,
+        "action_noise": action_noise,
     }
     meta = {
         "format": FORMAT_NAME,
@@ -427,6 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--image-size", type=int, default=None, help="scene camera size (px); default: SimConfig's")
     p.add_argument("--sim-config", type=Path, default=None, help="JSON file with SimConfig fields")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--action-noise", type=float, default=0.0,
+                   help="std (rad) of slowly varying noise on the executed joint targets; labels stay clean (DART)")
     a = p.parse_args(argv)
     sim = json.loads(a.sim_config.read_text()) if a.sim_config else {}
     if a.image_size is not None:
@@ -439,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
         episodes_per_shard=a.episodes_per_shard,
         sim_config=sim,
         progress=not a.no_progress,
+        action_noise=a.action_noise,
     )
     print(json.dumps(summary, indent=2))
     return 0
