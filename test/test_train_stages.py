@@ -53,7 +53,7 @@ def _assert_learns(rows: list[dict]) -> None:
 @pytest.fixture(scope="module")
 def teacher_dir(demos: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("teacher")
-    StageTrainer(_cfg("teacher", demos, out, steps=40)).run()
+    StageTrainer(_cfg("teacher", demos, out, steps=80)).run()
     return out
 
 
@@ -64,7 +64,7 @@ def test_teacher_learns_and_saves_a_bidirectional_checkpoint(teacher_dir: Path) 
     assert model.config.attention == "bidirectional"
     assert (teacher_dir / "loss_curve.png").stat().st_size > 1000
     summary = json.loads((teacher_dir / "summary.json").read_text())
-    assert summary["stage"] == "teacher" and summary["steps"] == 40
+    assert summary["stage"] == "teacher" and summary["steps"] == 80
 
 
 def test_distilled_student_starts_from_the_teacher_and_is_block_causal(teacher_dir: Path, demos: Path,
@@ -82,7 +82,7 @@ def test_distilled_student_starts_from_the_teacher_and_is_block_causal(teacher_d
 
 
 def test_scratch_student_learns_from_random_weights(demos: Path, tmp_path: Path) -> None:
-    StageTrainer(_cfg("scratch", demos, tmp_path, steps=30)).run()
+    StageTrainer(_cfg("scratch", demos, tmp_path, steps=80)).run()
     _assert_learns(_log(tmp_path / "log.csv"))
     assert DVLA.from_pretrained(tmp_path).config.attention == "block_causal"
 

@@ -217,7 +217,7 @@ class StageTrainer:
             row.update(parts)
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or step == 0:
                 row.update(self.evaluate())
-                bar.set_postfix(loss=f"{float(loss):.3f}", val_ce=f"{row['val_ce']:.3f}")
+                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val_ce=f"{row['val_ce']:.3f}")
             rows.append(row)
         self.model.eval()
         self.model.save_pretrained(self.out)
