@@ -93,3 +93,14 @@ def test_convergence_report_counts_steps_to_the_scratch_final_loss() -> None:
     assert steps_to_reach(scratch, 1.5) == 30
     assert convergence_report(distill, scratch) == {"threshold_val_ce": 1.5, "distill_steps": 20,
                                                      "scratch_steps": 30}
+
+
+def test_proprio_dropout_replaces_inputs_by_the_mean_pose_only_in_training(demos: Path, tmp_path: Path) -> None:
+    trainer = StageTrainer(_cfg("scratch", demos, tmp_path, steps=1, proprio_dropout=1.0))
+    batch = trainer.train_set.sample(4, trainer.rng)
+    trainer.model.train()
+    dropped = trainer._drop_proprio(batch.proprio)
+    assert torch.allclose(dropped, trainer.model.proprio_mean.expand_as(dropped))
+    assert not torch.allclose(dropped, batch.proprio)
+    trainer.model.eval()
+    assert trainer._drop_proprio(batch.proprio) is batch.proprio
