@@ -19,6 +19,8 @@ from fast_dvla_ros.execution.limits import JointLimits
 
 JOINT_POSITION = "joint_position"
 
+CLAMP_EVENT_TOLERANCE = 1e-3  # rad / m: clamps smaller than this are counted but not reported as events
+
 
 class ChunkRejected(ValueError):
     """A chunk that must not reach the arm; the message says why."""
@@ -82,10 +84,14 @@ def validate_chunk(
     n_q = int(np.count_nonzero(clamped_q != positions))
     n_g = int(np.count_nonzero(clamped_g != g))
     report = ClampReport(n_q + n_g)
-    if report.count:
-        worst = np.max(np.abs(clamped_q - positions), initial=0.0)
+    worst = np.max(np.abs(clamped_q - positions), initial=0.0)
+    worst_g = np.max(np.abs(clamped_g - g), initial=0.0)
+    # Every clamp is counted; only a material one is an event (a policy's tokenizer bins can overhang
+    # the gripper's 0..max range by a fraction of a millimetre on every chunk - not worth a warning).
+    if report.count and (worst > CLAMP_EVENT_TOLERANCE or worst_g > CLAMP_EVENT_TOLERANCE):
         report.event = (
-            f"chunk {sequence_id}: clamped {n_q} joint and {n_g} gripper values to limits (worst {worst:.3f} rad)"
+            f"chunk {sequence_id}: clamped {n_q} joint and {n_g} gripper values to limits "
+            f"(worst {worst:.3f} rad, gripper {1000 * worst_g:.1f} mm)"
         )
     return Chunk(stamp, float(step_period), clamped_q, clamped_g, int(sequence_id)), report
 
