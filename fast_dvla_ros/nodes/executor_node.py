@@ -186,7 +186,7 @@ class _FrankaGripper:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(ExecutorNode, argv)
+    return run_node(ExecutorNode, argv, threads=1)  # short callbacks: one thread, no pool overhead
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 
 
@@ -21,6 +21,9 @@ class StartupError(RuntimeError):
 def run_node(factory: Callable[[], Node], argv: list[str] | None, threads: int = 2) -> int:
     """Create the node with ``factory`` after rclpy.init and spin it; return the process exit code.
 
+    ``threads`` = 1 spins a SingleThreadedExecutor (nodes whose callbacks are all short), more a
+    MultiThreadedExecutor with that many threads.
+
     A node ends the spin by setting ``node.finished = True`` (and optionally ``node.exit_code``), and
     may define ``close()`` to stop its own threads before the node is destroyed.
     """
@@ -30,7 +33,7 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None, threads: int =
     code = 0
     try:
         node = factory()
-        executor = MultiThreadedExecutor(num_threads=threads)
+        executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
         while rclpy.ok() and not getattr(node, "finished", False):
             executor.spin_once(timeout_sec=0.1)
