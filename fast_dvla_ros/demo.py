@@ -90,8 +90,8 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
 
 # The executor is the real-time part of the loop (on the robot it sits next to ros2_control); the
 # simulator and the policy may run late without harm, so they get the lower scheduling priority.
-# Measured on 2 cores it does not fix the executor's tick tail (p99 51 vs 69 ms in two 120 s runs,
-# 68 ms over 600 s; bench/RESULTS.md section 3): those stalls come from inside the executor process.
+# Measured on 2 cores it barely matters (bench/RESULTS.md section 3); what fixed the executor's tick
+# tail was spinning it single-threaded.
 BACKGROUND_NODES = ("sim", "policy")
 
 
