@@ -88,7 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_loop")
-    p.add_argument("--background-nice", type=int, default=10, help="niceness of simulator and policy (0: none)")
     a = p.parse_args(argv)
     a.episodes = 0  # loop episodes until the duration is over
 
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     bag = a.out / time.strftime("loop_%Y%m%d_%H%M%S", time.gmtime())
     bag.parent.mkdir(parents=True, exist_ok=True)
     recorder = BagRecorder(bag, [TopicSpec(t, ty) for t, ty in RECORDED]).start()
-    procs = start_nodes(node_commands(a, a.params_file), a.background_nice)
+    procs = start_nodes(node_commands(a, a.params_file))
     t0 = time.monotonic()
     cpu0 = {}
     try:
@@ -122,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     res = analyze(bag, nominal_rate_hz=30.0)
     motion = command_motion(bag)
-    print(f"\n# bench/loop.py --duration {a.duration:.0f} --decoder {a.decoder} --blend-mode {a.blend_mode} "
-          f"--background-nice {a.background_nice}")
+    print(f"\n# bench/loop.py --duration {a.duration:.0f} --decoder {a.decoder} --blend-mode {a.blend_mode}")
     print(f"bag: {bag}")
     print("| metric | value |\n|---|---|")
     if res.rate:

@@ -88,23 +88,10 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
     }
 
 
-# The executor is the real-time part of the loop (on the robot it sits next to ros2_control); the
-# simulator and the policy may run late without harm, so they get the lower scheduling priority.
-# Measured on 2 cores it barely matters (bench/RESULTS.md section 3); what fixed the executor's tick
-# tail was spinning it single-threaded.
-BACKGROUND_NODES = ("sim", "policy")
-
-
-def start_nodes(commands: dict[str, list[str]], background_nice: int = 10) -> dict[str, subprocess.Popen]:
-    """Start the node processes, each in its own session, simulator and policy ``background_nice`` lower."""
-    procs = {}
-    for name, cmd in commands.items():
-        nice = background_nice if name in BACKGROUND_NODES else 0
-        # own process group: a terminal Ctrl-C reaches the demo only, which then stops the nodes in
-        # order (recorder last) instead of all of them racing
-        lower = (lambda n=nice: os.nice(n)) if nice else None
-        procs[name] = subprocess.Popen(cmd, start_new_session=True, preexec_fn=lower)
-    return procs
+def start_nodes(commands: dict[str, list[str]]) -> dict[str, subprocess.Popen]:
+    """Start the node processes, each in its own session: a terminal Ctrl-C reaches the demo only,
+    which then stops the nodes in order (recorder last) instead of all of them racing."""
+    return {name: subprocess.Popen(cmd, start_new_session=True) for name, cmd in commands.items()}
 
 
 def _stop(procs: dict[str, subprocess.Popen], timeout_s: float = 15.0) -> dict[str, int | None]:
@@ -174,8 +161,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="first episode seed of the simulator")
     p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
     p.add_argument("--out", type=Path, help="bag folder (default runs/demo/<UTC time>)")
-    p.add_argument("--background-nice", type=int, default=10,
-                   help="niceness added to the simulator and policy processes (0: same priority as the executor)")
     a = p.parse_args(argv)
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -197,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _on_sigint)
     t0 = time.monotonic()
     try:
-        procs.update(start_nodes(node_commands(a, a.params_file), a.background_nice))
+        procs.update(start_nodes(node_commands(a, a.params_file)))
         print(f"[demo] started {', '.join(procs)}; recording to {bag}; Ctrl-C stops", flush=True)
         while not interrupted:
             if procs["sim"].poll() is not None:

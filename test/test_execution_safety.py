@@ -83,6 +83,14 @@ def test_reordered_joints_are_mapped_and_out_of_limit_values_clamped() -> None:
     assert report.count == 8 and "clamped" in report.event
 
 
+def test_sub_millimetre_gripper_overhang_is_clamped_and_counted_but_not_an_event() -> None:
+    a = np.tile(HOME, (8, 1))
+    chunk, report = validate_chunk(limits=PANDA, now=10.0, **_fields(a, gripper=np.full(8, -0.0003)))
+    assert np.all(chunk.gripper == 0.0) and report.count == 8 and not report.event
+    _, report = validate_chunk(limits=PANDA, now=10.0, **_fields(a, gripper=np.full(8, -0.01)))
+    assert report.count == 8 and "gripper 10.0 mm" in report.event
+
+
 def test_rate_limit_bounds_every_step() -> None:
     f = SafetyFilter(PANDA, velocity_scale=0.5)
     pts = np.tile(HOME + 1.0, (5, 1))

@@ -1,7 +1,7 @@
 """Everything that is not a ROS node imports without ROS (training boxes and CI images have none).
 
-The decoder core has its own test (test_core_no_ros.py); this one covers the other plain layers.
-A subprocess gives a clean sys.modules.
+The decoder core above all: it runs in training scripts and benchmarks. A subprocess gives a clean
+sys.modules.
 """
 
 from __future__ import annotations
@@ -13,7 +13,13 @@ import sys
 
 import pytest
 
-LAYERS = ["fast_dvla_ros.sim", "fast_dvla_ros.train", "fast_dvla_ros.evaluation", "fast_dvla_ros.execution"]
+LAYERS = [
+    "fast_dvla_ros.core",
+    "fast_dvla_ros.sim",
+    "fast_dvla_ros.train",
+    "fast_dvla_ros.evaluation",
+    "fast_dvla_ros.execution",
+]
 
 
 @pytest.mark.parametrize("layer", LAYERS)

@@ -1,7 +1,8 @@
 """``chunk_executor``: streams the blended action chunks to a joint trajectory controller at 30 Hz.
 
-Subscriptions only store data in the ExecutorCore (under a lock); the control timer runs in its
-own callback group so a burst of chunks or joint states never delays a tick. Every tick sends the
+Subscriptions only store data in the ExecutorCore; every callback is short, so the node spins a
+SingleThreadedExecutor (rclpy's MultiThreadedExecutor cost 18% of a core here and put a 50-70 ms
+tail on the tick; bench/RESULTS.md section 3). Every tick sends the
 upcoming ``trajectory_points`` points of the plan with velocities and ``header.stamp`` = 0 (JTC:
 start now, replacing the previous trajectory from the current state), the gripper width, and an
 ExecutorStatus. See fast_dvla_ros/execution/ for the decisions themselves.
@@ -10,10 +11,8 @@ ExecutorStatus. See fast_dvla_ros/execution/ for the decisions themselves.
 from __future__ import annotations
 
 import math
-import threading
 
 import numpy as np
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
@@ -82,16 +81,14 @@ class ExecutorNode(Node):
         except ValueError as exc:
             raise StartupError(f"{NODE_NAME}: invalid parameters: {exc}") from exc
         self.gripper_range = (float(g("gripper_min_width").value), float(g("gripper_max_width").value))
-        self._lock = threading.Lock()
 
-        inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(ActionChunk, "~/action_chunk", self._on_chunk, CHUNK_QOS, callback_group=inputs)
-        self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS, callback_group=inputs)
+        self.create_subscription(ActionChunk, "~/action_chunk", self._on_chunk, CHUNK_QOS)
+        self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS)
         self.traj_pub = self.create_publisher(JointTrajectory, "~/joint_trajectory", COMMAND_QOS)
         self.gripper_pub = self.create_publisher(Float64, "~/gripper_command", COMMAND_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, "~/status", STATUS_QOS)
         self._gripper = _FrankaGripper(self) if bool(g("use_franka_gripper").value) else None
-        self.create_timer(1.0 / rate, self._tick, callback_group=MutuallyExclusiveCallbackGroup())
+        self.create_timer(1.0 / rate, self._tick)
         self.get_logger().info(
             f"executing chunks for {self.joint_names} at {rate:.1f} Hz, blend {blender.mode}, "
             f"limits '{limits.robot}', velocity scale {self.core.safety.velocity_scale}"
@@ -101,32 +98,29 @@ class ExecutorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_joint_state(self, msg: JointState) -> None:
-        with self._lock:
-            self.core.update_joint_state(msg.name, msg.position, self._now())
+        self.core.update_joint_state(msg.name, msg.position, self._now())
 
     def _on_chunk(self, msg: ActionChunk) -> None:
-        with self._lock:
-            self.core.add_chunk(
-                self._now(),
-                joint_names=list(msg.joint_names),
-                actions=np.asarray(msg.actions, dtype=np.float64),
-                gripper=np.asarray(msg.gripper, dtype=np.float64),
-                horizon=int(msg.horizon),
-                step_period=duration_to_sec(msg.step_period),
-                stamp=time_to_sec(msg.header.stamp),
-                sequence_id=int(msg.sequence_id),
-                action_kind=msg.action_kind,
-            )
+        self.core.add_chunk(
+            self._now(),
+            joint_names=list(msg.joint_names),
+            actions=np.asarray(msg.actions, dtype=np.float64),
+            gripper=np.asarray(msg.gripper, dtype=np.float64),
+            horizon=int(msg.horizon),
+            step_period=duration_to_sec(msg.step_period),
+            stamp=time_to_sec(msg.header.stamp),
+            sequence_id=int(msg.sequence_id),
+            action_kind=msg.action_kind,
+        )
 
     def _tick(self) -> None:
         now = self._now()
-        with self._lock:
-            cmd = self.core.tick(now)
-            events = list(self.core.counters.events)
-            self.core.counters.events.clear()
-            if events:  # a watchdog trip and a re-anchor can share a tick: the status names both
-                self.core.counters.last_event = "; ".join(events)
-            status = self._status(now)
+        cmd = self.core.tick(now)
+        events = list(self.core.counters.events)
+        self.core.counters.events.clear()
+        if events:  # a watchdog trip and a re-anchor can share a tick: the status names both
+            self.core.counters.last_event = "; ".join(events)
+        status = self._status(now)
         for e in events:
             self.get_logger().warning(e, throttle_duration_sec=1.0)
         if cmd.positions is not None and cmd.velocities is not None and cmd.times_from_start is not None:
