@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from fast_dvla_ros.train.demos import DemoDataset, generate, load_demo_arrays
+from fast_dvla_ros.train.demos import SCENE_STATE_NAMES, DemoDataset, generate, load_demo_arrays
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,20 @@ def test_arrays_round_trip(demo_dir):
     for ep in (0, 1):
         w = a["actions"][a["episode"] == ep, 7]
         assert w.min() == 0.0 and w[0] == pytest.approx(0.08) and w[-1] == pytest.approx(0.08)
+
+
+def test_scene_state_is_the_block_pose_relative_to_the_grasp_point(demo_dir):
+    out, _ = demo_dir
+    a = load_demo_arrays(out)
+    st = a["scene_state"]
+    assert st.shape == (a["meta"]["num_frames"], len(SCENE_STATE_NAMES)) and st.dtype == np.float32
+    assert a["meta"]["scene_state_names"] == list(SCENE_STATE_NAMES)
+    first = a["episode"] == 0
+    # the block starts on the belt (top 0.06 m + half the 4 cm cube) and the hand above it
+    assert st[first][0, 2] == pytest.approx(0.08, abs=0.01) and st[first][0, 5] < -0.1
+    # the hand reaches the block during the pick: the offset shrinks to a few cm
+    assert np.linalg.norm(st[first][:, 3:6], axis=1).min() < 0.03
+    np.testing.assert_allclose(st[:, 6] ** 2 + st[:, 7] ** 2, 1.0, atol=1e-5)
 
 
 def test_stats_match_data(demo_dir):

@@ -98,3 +98,48 @@ def test_sim_node_moves_the_arm_along_a_trajectory_and_ends_the_episode() -> Non
         code, output = node.stop()
         probe.close()
     assert code == 0 and "Traceback" not in output, output
+
+
+def test_first_episode_waits_for_the_first_command_when_asked() -> None:
+    """Cold start: the belt must not run while the policy is still loading (wait_for_first_command)."""
+    prefix = f"{P}w"
+    node = NodeProcess(
+        "sim_node",
+        [
+            "-p", "episodes:=1", "-p", "episode_time_limit_s:=1.0", "-p", "wait_for_first_command:=true",
+            *(
+                a
+                for t in ("image", "joint_states", "episode_outcome", "instruction", "joint_trajectory",
+                          "gripper_command")
+                for a in ("-r", f"~/{t}:={prefix}/{t}")
+            ),
+        ],
+    )
+    probe = Probe("sim_wait_probe")
+    try:
+        probe.record(JointState, f"{prefix}/joint_states", SENSOR_QOS)
+        probe.record(EpisodeOutcome, f"{prefix}/episode_outcome", STATUS_QOS)
+        traj_pub = probe.node.create_publisher(JointTrajectory, f"{prefix}/joint_trajectory", COMMAND_QOS)
+        assert probe.wait_for(lambda: len(probe.got(f"{prefix}/joint_states")) > 5, 20.0), node.output
+        # three times the episode's time limit without a command: still no outcome, sensors alive
+        time.sleep(3.0)
+        assert not probe.got(f"{prefix}/episode_outcome")
+        seen = len(probe.got(f"{prefix}/joint_states"))
+        assert probe.wait_for(lambda: len(probe.got(f"{prefix}/joint_states")) > seen + 5, 5.0)
+        q0 = list(probe.got(f"{prefix}/joint_states")[-1].position[:7])
+        msg = JointTrajectory()
+        msg.joint_names = ARM
+        pt = JointTrajectoryPoint()
+        pt.positions, pt.velocities = q0, [0.0] * 7
+        pt.time_from_start = sec_to_duration(0.5)
+        msg.points.append(pt)
+        traj_pub.publish(msg)
+        # the first command starts the episode clock: it times out one simulated second later
+        assert probe.wait_for(lambda: probe.got(f"{prefix}/episode_outcome"), 10.0), node.output
+        out = probe.got(f"{prefix}/episode_outcome")[0]
+        assert out.failure_cause == "timeout" and out.duration_s == pytest.approx(1.0, abs=0.2)
+        assert node.wait(10.0) == 0, node.output
+    finally:
+        code, output = node.stop()
+        probe.close()
+    assert code == 0 and "Traceback" not in output, output

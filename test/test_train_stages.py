@@ -81,6 +81,18 @@ def test_distilled_student_starts_from_the_teacher_and_is_block_causal(teacher_d
     assert student.action_tokenizer.to_dict() == teacher.action_tokenizer.to_dict()
 
 
+def test_auxiliary_head_learns_the_block_pose_and_is_off_with_zero_weight(teacher_dir: Path, demos: Path,
+                                                                         tmp_path: Path) -> None:
+    model = DVLA.from_pretrained(teacher_dir)
+    assert model.config.aux_state_dim == 8 and model.aux_head is not None
+    rows = _log(teacher_dir / "log.csv")
+    aux = [float(r["aux"]) for r in rows]
+    assert sum(aux[-5:]) / 5 < 0.7 * sum(aux[:5]) / 5, "auxiliary loss did not drop"
+    assert all(r.get("val_aux_offset_err_m") for r in rows if r.get("val_ce"))
+    off = StageTrainer(_cfg("teacher", demos, tmp_path, steps=1, aux_weight=0.0))
+    assert off.model.aux_head is None and off.model.config.aux_state_dim == 0
+
+
 def test_scratch_student_learns_from_random_weights(demos: Path, tmp_path: Path) -> None:
     StageTrainer(_cfg("scratch", demos, tmp_path, steps=80)).run()
     _assert_learns(_log(tmp_path / "log.csv"))

@@ -31,6 +31,10 @@ class DVLAConfig:
     action_dim: int = 8
     horizon: int = 8
     num_bins: int = 256
+    # Width of the auxiliary head that regresses privileged scene state (block pose) from the
+    # prefix during training; 0 = no head. Decoding never uses it: it only shapes what the vision
+    # layers learn (behaviour cloning alone let the policy ignore the block, see TrainConfig).
+    aux_state_dim: int = 0
     # Qwen2 backbone (ignored dims are taken from backbone_config / backbone_path when given)
     hidden_size: int = 128
     num_layers: int = 4
@@ -59,6 +63,8 @@ class DVLAConfig:
         for k in ("action_dim", "horizon", "num_bins", "proprio_dim", "num_proprio_tokens", "num_layers"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"{k} must be > 0")
+        if self.aux_state_dim < 0:
+            raise ValueError("aux_state_dim must be >= 0")
 
     @property
     def num_action_tokens(self) -> int:

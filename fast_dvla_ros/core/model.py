@@ -175,6 +175,8 @@ class DVLA(nn.Module):
         self.register_buffer("proprio_mean", torch.zeros(cfg.proprio_dim))
         self.register_buffer("proprio_std", torch.ones(cfg.proprio_dim))
         self.head = nn.Linear(hidden, cfg.num_bins)
+        # training-only auxiliary regression of scene state from the pooled prefix (None when unused)
+        self.aux_head = nn.Linear(hidden, cfg.aux_state_dim) if cfg.aux_state_dim else None
         nn.init.normal_(self.token_embed.weight, std=0.02)
         nn.init.normal_(self.action_dim_embed.weight, std=0.02)
         self._mask_cache: dict[tuple, torch.Tensor] = {}
@@ -284,14 +286,24 @@ class DVLA(nn.Module):
         proprio: torch.Tensor,
         action_bins: torch.Tensor,
         attention: Attention | None = None,
-    ) -> torch.Tensor:
-        """Full uncached forward -> action-bin logits [B, H*D, num_bins] for every action position."""
+        return_aux: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+        """Full uncached forward -> action-bin logits [B, H*D, num_bins] for every action position.
+
+        With ``return_aux`` also the auxiliary scene-state prediction [B, aux_state_dim] from the
+        mean of the prefix's last hidden states (None without an aux head). The prefix is block 0
+        under both masks, so this pooled state is what every action block can attend to.
+        """
         bins = action_bins.reshape(action_bins.shape[0], -1).to(self.device)
         if bins.shape[1] != self.config.num_action_tokens:
             raise ValueError(f"expected {self.config.num_action_tokens} action tokens, got {bins.shape[1]}")
         embeds = torch.cat([self.embed_prefix(images, instr_ids, proprio), self.embed_actions(bins)], dim=1)
         hidden = self.run_backbone(embeds, self.attention_mask(attention or self.config.attention), 0)
-        return self.action_logits(hidden[:, self.prefix_len :])
+        logits = self.action_logits(hidden[:, self.prefix_len :])
+        if not return_aux:
+            return logits
+        aux = None if self.aux_head is None else self.aux_head(hidden[:, : self.prefix_len].mean(dim=1))
+        return logits, aux
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         return self.forward_train(*args, **kwargs)

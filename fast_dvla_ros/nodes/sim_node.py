@@ -8,6 +8,13 @@ Float64 gripper width. The camera renders at ``image_rate_hz`` (TinyRenderer cos
 ``joint_state_rate_hz``. At each episode end an EpisodeOutcome is published and the next seed
 starts; with ``episodes`` > 0 the node exits 0 after the last one.
 
+``wait_for_first_command``: a policy that starts together with the simulator needs seconds to
+load and warm up, and the first episode's belt would carry the block past the arm meanwhile
+(measured on a cold start: 35 commands in a 10 s episode). With it the first episode holds the
+world still (camera and joint states keep publishing) until the first trajectory command
+arrives, like a conveyor cell that starts when the robot reports ready. Later episodes start at
+once: a policy that dies mid-run must still meet a moving belt.
+
 Why one callback group for physics and camera: a PyBullet client is not thread-safe. The
 subscriptions live in another group and only store the newest message.
 """
@@ -53,6 +60,12 @@ class SimNode(Node):
         p("seed", 0, _desc("Seed of the first episode; episode k uses seed + k", 0, 2**31 - 1, True))
         p("belt_speed_min", 0.03, _desc("Lowest belt speed (m/s)", 0.0, 0.5))
         p("belt_speed_max", 0.08, _desc("Highest belt speed (m/s)", 0.0, 0.5))
+        p(
+            "wait_for_first_command",
+            False,
+            _desc("Hold the first episode still until the first trajectory command arrives"),
+        )
+        p("first_command_timeout_s", 120.0, _desc("Start the first episode anyway after this long (s)", 0.0, 3600.0))
 
         g = self.get_parameter
         from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
@@ -79,6 +92,8 @@ class SimNode(Node):
         self._traj: JointTrajectory | None = None
         self._width: float | None = None
         self._commands = 0
+        self._waiting = bool(g("wait_for_first_command").value)
+        self._wait_until = time.monotonic() + float(g("first_command_timeout_s").value)
 
         self.image_pub = self.create_publisher(Image, "~/image", SENSOR_QOS)
         self.js_pub = self.create_publisher(JointState, "~/joint_states", SENSOR_QOS)
@@ -182,6 +197,15 @@ class SimNode(Node):
                 self.get_logger().warning(f"trajectory rejected: {exc}", throttle_duration_sec=2.0)
         if width is not None:
             self._gripper_cmd = width
+        if self._waiting:
+            if traj is None and mono < self._wait_until:
+                self._publish_joint_state_now(now)  # the world stands still; sensors keep publishing
+                return
+            self._waiting = False
+            self.get_logger().info(
+                "first command: episode clock starts" if traj is not None else "no command yet: starting anyway"
+            )
+            dt = 0.0
         q_des, _ = self.interp.sample(now)
         with self._sim_lock:
             if self._closed:
@@ -197,6 +221,14 @@ class SimNode(Node):
                 self._publish_joint_state(self.env.observe())
         if done:
             self._end_episode()
+
+    def _publish_joint_state_now(self, now: float) -> None:
+        with self._sim_lock:
+            if self._closed or now < self._next_js:
+                return
+            self._next_js = now + self._js_period
+            obs = self.env.observe()
+        self._publish_joint_state(obs)
 
     def _publish_joint_state(self, obs: dict) -> None:
         js = JointState()

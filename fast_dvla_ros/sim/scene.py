@@ -68,9 +68,13 @@ BIN_WALL_THICKNESS = 0.01
 BIN_INNER = Box(center=(*BIN_CENTER, BIN_WALL_HEIGHT / 2), half=(BIN_INNER_HALF, BIN_INNER_HALF, BIN_WALL_HEIGHT / 2))
 
 # --- camera ------------------------------------------------------------------------------------
-SCENE_CAMERA_EYE = (1.10, -0.55, 0.95)
-SCENE_CAMERA_TARGET = (0.30, 0.02, 0.12)
-SCENE_CAMERA_FOV = 58.0
+# Close oblique view of the belt's pick zone from across the belt. The first layout (whole scene,
+# eye (1.10, -0.55, 0.95), 58 deg) drew the 4 cm block 2-3 px wide and hid it under the hand on the
+# final approach; this one draws it 5-6 px wide next to the fingers. The bin is only partly in
+# view: it never moves, the policy does not need to see it.
+SCENE_CAMERA_EYE = (0.95, -0.45, 0.70)
+SCENE_CAMERA_TARGET = (0.46, 0.04, 0.05)
+SCENE_CAMERA_FOV = 55.0
 
 COLORS_RGBA = {
     "red": (0.85, 0.10, 0.10, 1.0),

@@ -25,6 +25,7 @@ class ChunkBatch:
     proprio: torch.Tensor  # float32 [B, P]
     instr_ids: torch.Tensor  # int64 [B, T]
     actions: np.ndarray  # float64 [B, H, D] in action units
+    scene_state: torch.Tensor | None = None  # float32 [B, K] privileged state (aux target), if recorded
 
 
 class ChunkSampler:
@@ -45,6 +46,7 @@ class ChunkSampler:
         horizon: int,
         image_size: int,
         encode_instruction,
+        scene_state: np.ndarray | None = None,
     ) -> None:
         keep = np.isin(episode, episodes)
         self.frames = np.nonzero(keep)[0]
@@ -54,6 +56,7 @@ class ChunkSampler:
         self.proprio = proprio.astype(np.float32)
         self.actions = actions.astype(np.float64)
         self.episode = episode
+        self.scene_state = None if scene_state is None else scene_state.astype(np.float32)
         self.horizon = horizon
         self.instr_ids = np.stack([encode_instruction(t) for t in instructions])  # per frame
         # index of the last frame of each frame's episode, for padding
@@ -74,6 +77,7 @@ class ChunkSampler:
             proprio=torch.from_numpy(self.proprio[frames]),
             instr_ids=torch.from_numpy(self.instr_ids[frames]),
             actions=self.actions[rows],
+            scene_state=None if self.scene_state is None else torch.from_numpy(self.scene_state[frames]),
         )
 
     def all_chunks(self) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +117,7 @@ def load_samplers(
     common = dict(
         images=arrays["images"], proprio=arrays["proprio"], actions=arrays["actions"], episode=arrays["episode"],
         instructions=arrays["instructions"], horizon=horizon, image_size=image_size,
-        encode_instruction=encode_instruction,
+        encode_instruction=encode_instruction, scene_state=arrays.get("scene_state"),
     )
     train = ChunkSampler(episodes=train_eps, **common)
     val = ChunkSampler(episodes=val_eps if len(val_eps) else train_eps, **common)

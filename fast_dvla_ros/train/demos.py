@@ -10,7 +10,11 @@ Format (``format_version`` 1), one directory:
   (7 absolute joint targets rad + gripper width m, docs/CONTRACTS.md), ``episode`` int64 [N] (global
   episode index), ``step`` int32 [N] (index within the episode), and per episode: ``episode_ids``,
   ``instructions`` (unicode), ``seeds``, ``lengths``, ``belt_speed``, ``lateral_offset``, ``block_color``.
-  Optionally ``wrist_images`` when the sim config enables the wrist camera.
+  Optionally ``wrist_images`` when the sim config enables the wrist camera. ``scene_state`` float32
+  [N, 8] (``SCENE_STATE_NAMES``): the block's position, its offset from the grasp point and its yaw
+  (as cos/sin of 4*yaw: a cube looks the same every 90 deg) at frame t. Privileged simulator state,
+  never a policy input: the trainer uses it as an auxiliary target so the vision layers must
+  localise the block (see ``TrainConfig.aux_weight``). Sets written before it existed load without it.
 * ``meta.json`` — format name/version, image size, control rate, action and proprio names, counts,
   the shard list, the simulator and expert configs and the generation summary.
 * ``stats.json`` — per dimension min/max/mean/std and 1/5/50/95/99th percentiles of ``actions`` and
@@ -49,6 +53,19 @@ FORMAT_NAME = "fast_dvla_ros.demos"
 FORMAT_VERSION = 1
 PROPRIO_NAMES = (*(f"panda_joint{i}_pos" for i in range(1, 8)), "gripper_width")
 STAT_PERCENTILES = (1, 5, 50, 95, 99)
+SCENE_STATE_NAMES = (
+    "block_x", "block_y", "block_z",
+    "block_minus_grasp_x", "block_minus_grasp_y", "block_minus_grasp_z",
+    "block_cos4yaw", "block_sin4yaw",
+)
+
+
+def scene_state(env) -> np.ndarray:
+    """Privileged state of the current frame (``SCENE_STATE_NAMES``), for auxiliary supervision."""
+    block = env.block_state()
+    grasp, _ = env.grasp_pose()
+    yaw4 = 4.0 * float(block["yaw"])
+    return np.r_[block["pos"], block["pos"] - grasp, np.cos(yaw4), np.sin(yaw4)].astype(np.float32)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -69,6 +86,7 @@ class EpisodeRecord:
     lateral_offset: float
     block_color: str
     wrist_images: np.ndarray | None = None
+    scene_state: np.ndarray | None = None
 
     @property
     def length(self) -> int:
@@ -102,7 +120,7 @@ def run_expert_episode(env, expert, seed: int, action_noise: float = 0.0) -> Epi
     """
     obs, info = env.reset(seed=seed)
     expert.reset(obs, info)
-    images, wrist, proprio, actions = [], [], [], []
+    images, wrist, proprio, actions, states = [], [], [], [], []
     max_steps = int(env.config.episode_time_limit * env.control_hz) + 2
     rng = np.random.default_rng(seed + 7919)
     drift = np.zeros(7)
@@ -117,6 +135,7 @@ def run_expert_episode(env, expert, seed: int, action_noise: float = 0.0) -> Epi
         if "wrist_image" in obs:
             wrist.append(obs["wrist_image"])
         proprio.append(np.r_[obs["joint_pos"], obs["gripper_width"]])
+        states.append(scene_state(env))
         actions.append(label)
         obs, _, terminated, truncated, info = env.step(action)
         if terminated or truncated:
@@ -133,6 +152,7 @@ def run_expert_episode(env, expert, seed: int, action_noise: float = 0.0) -> Epi
         lateral_offset=float(info["lateral_offset"]),
         block_color=str(info["block_color"]),
         wrist_images=np.stack(wrist).astype(np.uint8) if wrist else None,
+        scene_state=np.stack(states),
     )
 
 
@@ -176,6 +196,8 @@ def _write_shard(path: Path, episodes: list[EpisodeRecord], first_index: int) ->
     }
     if all(e.wrist_images is not None for e in episodes):
         arrays["wrist_images"] = np.concatenate([e.wrist_images for e in episodes])
+    if all(e.scene_state is not None for e in episodes):
+        arrays["scene_state"] = np.concatenate([e.scene_state for e in episodes])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
     np.savez_compressed(tmp, **arrays)
     os.replace(tmp, path)
@@ -232,6 +254,7 @@ def generate(
     shards: list[dict[str, Any]] = []
     all_actions: list[np.ndarray] = []
     all_proprio: list[np.ndarray] = []
+    all_state: list[np.ndarray] = []
     failures: Counter[str] = Counter()
     n_kept = attempts = frames = 0
     t0 = time.perf_counter()
@@ -246,6 +269,7 @@ def generate(
                 kept.append(rec)
                 all_actions.append(rec.actions)
                 all_proprio.append(rec.proprio)
+                all_state.append(rec.scene_state)
                 n_kept += 1
                 bar.update(1)
                 if len(kept) == episodes_per_shard or n_kept == episodes:
@@ -270,6 +294,7 @@ def generate(
         "proprio_names": list(PROPRIO_NAMES),
         "actions": dimension_stats(np.concatenate(all_actions), action_names),
         "proprio": dimension_stats(np.concatenate(all_proprio), PROPRIO_NAMES),
+        "scene_state": dimension_stats(np.concatenate(all_state), SCENE_STATE_NAMES),
     }
     summary = {
         "episodes_kept": n_kept,
@@ -293,6 +318,7 @@ def generate(
         "control_hz": 30,
         "action_names": action_names,
         "proprio_names": list(PROPRIO_NAMES),
+        "scene_state_names": list(SCENE_STATE_NAMES),
         "action_convention": "7 absolute joint position targets (rad) + gripper opening width (m, 0..0.08)",
         "num_episodes": n_kept,
         "num_frames": frames,
@@ -329,12 +355,13 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     Keys: ``images`` uint8 [N,S,S,3], ``proprio`` float32 [N,8], ``actions`` float32 [N,8],
     ``episode`` int64 [N], ``step`` int32 [N], ``instructions`` list[str] per frame,
     ``episode_instructions`` dict id -> str, ``episode_info`` list of per-episode dicts,
-    ``stats`` (stats.json) and ``meta`` (meta.json). ``wrist_images`` when recorded.
+    ``stats`` (stats.json) and ``meta`` (meta.json). ``wrist_images`` and ``scene_state`` when recorded.
     """
     root = Path(root)
     meta = _read_meta(root)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "proprio", "actions", "episode", "step")}
     wrist: list[np.ndarray] = []
+    states: list[np.ndarray] = []
     episode_info: list[dict[str, Any]] = []
     for shard in meta["shards"]:
         with np.load(root / shard["file"], allow_pickle=False) as z:
@@ -342,6 +369,8 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
                 parts[k].append(z[k])
             if "wrist_images" in z.files:
                 wrist.append(z["wrist_images"])
+            if "scene_state" in z.files:
+                states.append(z["scene_state"])
             for i, ep in enumerate(z["episode_ids"].tolist()):
                 episode_info.append(
                     {
@@ -363,6 +392,8 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     arrays["episode_info"] = episode_info
     if wrist:
         arrays["wrist_images"] = np.concatenate(wrist)
+    if states and len(states) == len(meta["shards"]):
+        arrays["scene_state"] = np.concatenate(states)
     arrays["stats"] = json.loads((root / "stats.json").read_text())
     arrays["meta"] = meta
     return arrays
