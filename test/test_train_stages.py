@@ -84,7 +84,7 @@ def test_distilled_student_starts_from_the_teacher_and_is_block_causal(teacher_d
 def test_auxiliary_head_learns_the_block_pose_and_is_off_with_zero_weight(teacher_dir: Path, demos: Path,
                                                                          tmp_path: Path) -> None:
     model = DVLA.from_pretrained(teacher_dir)
-    assert model.config.aux_state_dim == 8 and model.aux_head is not None
+    assert model.config.aux_state_dim == 11 and model.aux_head is not None  # 8 recorded + block velocity
     rows = _log(teacher_dir / "log.csv")
     aux = [float(r["aux"]) for r in rows]
     assert sum(aux[-5:]) / 5 < 0.7 * sum(aux[:5]) / 5, "auxiliary loss did not drop"

@@ -24,6 +24,11 @@ class DVLAConfig:
     image_size: int = 64
     patch_size: int = 8
     vision_stem_channels: list[int] = field(default_factory=lambda: [32])
+    # Camera frames stacked along the channels: the current one and, with 2, the one ``frame_gap``
+    # action steps earlier. A moving belt's speed is invisible in one frame; the expert's interception
+    # depends on it, so a one-frame policy can only imitate the average speed.
+    num_frames: int = 1
+    frame_gap: int = 10
     # instruction / proprio / action layout
     instruction_max_len: int = 32
     proprio_dim: int = 8
@@ -63,6 +68,8 @@ class DVLAConfig:
         for k in ("action_dim", "horizon", "num_bins", "proprio_dim", "num_proprio_tokens", "num_layers"):
             if getattr(self, k) <= 0:
                 raise ValueError(f"{k} must be > 0")
+        if self.num_frames not in (1, 2) or self.frame_gap < 1:
+            raise ValueError("num_frames must be 1 or 2 and frame_gap >= 1")
         if self.aux_state_dim < 0:
             raise ValueError("aux_state_dim must be >= 0")
 

@@ -15,7 +15,8 @@ Training-facing API (stable)::
     loss = F.cross_entropy(logits[masked], bins.reshape(B, -1)[masked])
     model.save_pretrained(out_dir); model = DVLA.from_pretrained(out_dir)
 
-``images`` are [B, 3, S, S] with S = config.image_size, uint8 (0..255) or float in [0, 1].
+``images`` are [B, 3F, S, S] (F = config.num_frames stacked frames, newest first) with S = config.image_size,
+uint8 (0..255) or float in [0, 1].
 ``proprio`` is float [B, proprio_dim] in raw units. ``attention`` is "bidirectional" or
 "block_causal" (default: config.attention, the mask the model is meant to be decoded with).
 
@@ -66,13 +67,14 @@ class ConvPatchEncoder(nn.Module):
     """Small image encoder: stride-2 conv stem, then a patchify conv -> one token per patch.
 
     Any module with the same contract can replace it (e.g. a pretrained vision tower):
-    forward([B, 3, S, S] float, roughly in [-1, 1]) -> [B, N, output_dim], with attribute ``output_dim``.
+    forward([B, C, S, S] float, roughly in [-1, 1]) -> [B, N, output_dim], with attribute ``output_dim``
+    (C = 3 per stacked frame).
     """
 
-    def __init__(self, patch_size: int, stem_channels: list[int], output_dim: int) -> None:
+    def __init__(self, patch_size: int, stem_channels: list[int], output_dim: int, in_channels: int = 3) -> None:
         super().__init__()
         layers: list[nn.Module] = []
-        ch = 3
+        ch = in_channels
         for out in stem_channels:
             layers += [nn.Conv2d(ch, out, 3, stride=2, padding=1), nn.GELU()]
             ch = out
@@ -163,10 +165,12 @@ class DVLA(nn.Module):
         self.action_tokenizer = action_tokenizer
         self.instruction_tokenizer = ByteInstructionTokenizer(cfg.instruction_max_len)
 
-        self.vision_tower = vision_tower or ConvPatchEncoder(cfg.patch_size, cfg.vision_stem_channels, hidden)
+        self.vision_tower = vision_tower or ConvPatchEncoder(
+            cfg.patch_size, cfg.vision_stem_channels, hidden, in_channels=3 * cfg.num_frames
+        )
         self.vision_proj = nn.Linear(self.vision_tower.output_dim, hidden)
         with torch.no_grad():
-            probe = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+            probe = torch.zeros(1, 3 * cfg.num_frames, cfg.image_size, cfg.image_size)
             self.num_image_tokens = int(self.vision_tower(probe).shape[1])
         self.image_pos = nn.Parameter(torch.randn(1, self.num_image_tokens, hidden) * 0.02)
         self.token_embed = nn.Embedding(vocab_size(cfg.num_bins), hidden)
@@ -224,10 +228,12 @@ class DVLA(nn.Module):
 
     # ---- embeddings ---------------------------------------------------------------------------
     def embed_prefix(self, images: torch.Tensor, instr_ids: torch.Tensor, proprio: torch.Tensor) -> torch.Tensor:
-        """[B,3,S,S] images, [B,T] instruction ids, [B,P] raw proprio -> prefix embeddings [B, prefix_len, hidden]."""
+        """[B,3F,S,S] images (F stacked frames, newest first), [B,T] instruction ids, [B,P] raw proprio
+        -> prefix embeddings [B, prefix_len, hidden]."""
         cfg = self.config
-        if images.ndim != 4 or images.shape[1:] != (3, cfg.image_size, cfg.image_size):
-            raise ValueError(f"images must be [B, 3, {cfg.image_size}, {cfg.image_size}], got {tuple(images.shape)}")
+        c = 3 * cfg.num_frames
+        if images.ndim != 4 or images.shape[1:] != (c, cfg.image_size, cfg.image_size):
+            raise ValueError(f"images must be [B, {c}, {cfg.image_size}, {cfg.image_size}], got {tuple(images.shape)}")
         if instr_ids.shape[-1] != cfg.instruction_max_len:
             raise ValueError(f"instruction ids must have length {cfg.instruction_max_len}")
         if proprio.shape[-1] != cfg.proprio_dim:

@@ -31,6 +31,9 @@ class Observation:
     image: np.ndarray  # uint8 [H, W, 3] RGB (any size; RGBA is accepted, alpha dropped)
     proprio: np.ndarray  # float [proprio_dim] raw units (joint positions rad + gripper width m)
     instruction: str
+    # frame from config.frame_gap action steps earlier, for two-frame checkpoints (FrameHistory keeps
+    # it); None -> the current image is repeated, as at the start of a training episode
+    previous_image: np.ndarray | None = None
 
 
 @dataclass
@@ -86,6 +89,14 @@ class Policy:
     def decoder_name(self) -> str:
         return self.decoder.name
 
+    @property
+    def num_frames(self) -> int:
+        return self.model.config.num_frames
+
+    def frame_gap_s(self, action_rate_hz: float = 30.0) -> float:
+        """Time between the stacked frames the checkpoint was trained on."""
+        return self.model.config.frame_gap / action_rate_hz
+
     # ---- inference ----------------------------------------------------------------------------
     def make_batch(self, observations: list[Observation]) -> ObservationBatch:
         cfg = self.model.config
@@ -93,7 +104,11 @@ class Policy:
             raise ValueError("no observations")
         images, proprios, texts = [], [], []
         for obs in observations:
-            images.append(preprocess_image(obs.image, cfg.image_size))
+            img = preprocess_image(obs.image, cfg.image_size)
+            if cfg.num_frames == 2:
+                prev = img if obs.previous_image is None else preprocess_image(obs.previous_image, cfg.image_size)
+                img = torch.cat([img, prev], dim=0)
+            images.append(img)
             p = np.asarray(obs.proprio, dtype=np.float64).reshape(-1)
             if p.shape[0] != cfg.proprio_dim:
                 raise ValueError(f"proprio must have {cfg.proprio_dim} values, got {p.shape[0]}")

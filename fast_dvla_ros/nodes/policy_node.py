@@ -27,6 +27,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.execution.observation_guard import ObservationError, is_fresh, pick_joints
 from fast_dvla_ros.msg import ActionChunk
 from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
@@ -95,7 +96,8 @@ class PolicyNode(Node):
         self.max_age = float(g("max_observation_age_s").value)
         self.period = 1.0 / float(g("control_rate_hz").value)
         # Not the chunk rate: the time between the steps of a chunk is a property of the training data.
-        self.step_period = 1.0 / float(g("action_rate_hz").value)
+        self.action_rate_hz = float(g("action_rate_hz").value)
+        self.step_period = 1.0 / self.action_rate_hz
         self.policy = self._load_policy()
         self.checkpoint_label = self.policy.checkpoint_name
         if len(self.policy.action_names) != len(self.joint_names) + 1:
@@ -111,6 +113,10 @@ class PolicyNode(Node):
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._image: _Stamped | None = None
+        # two-frame checkpoints also get the image from frame_gap action steps before the newest one
+        self._history = (
+            FrameHistory(self.policy.frame_gap_s(self.action_rate_hz)) if self.policy.num_frames == 2 else None
+        )
         self._joints: _Stamped | None = None
         self._instruction = str(g("instruction").value)
         self._stop = threading.Event()
@@ -172,6 +178,8 @@ class PolicyNode(Node):
             stamp_msg = sec_to_time(stamp)
         with self._wake:
             self._image = _Stamped(rgb, stamp, stamp_msg)
+            if self._history is not None:
+                self._history.push(stamp, rgb)
             self._wake.notify()
 
     def _on_image(self, msg: Image) -> None:
@@ -228,6 +236,7 @@ class PolicyNode(Node):
             with self._wake:
                 self._wake.wait(timeout=0.1)
                 image, joints, instruction = self._image, self._joints, self._instruction
+                previous = self._history.previous(image.stamp) if self._history and image else None
             if image is None or joints is None or (image.stamp, joints.stamp) == last_used:
                 continue
             now = self._now()
@@ -241,7 +250,9 @@ class PolicyNode(Node):
             last_used = (image.stamp, joints.stamp)
             next_start = time.monotonic() + self.period
             try:
-                result = self.policy.predict(Observation(image.value, joints.value.astype(np.float32), instruction))
+                result = self.policy.predict(
+                    Observation(image.value, joints.value.astype(np.float32), instruction, previous)
+                )
             except Exception as exc:  # a bad observation or a decoder bug must not kill the node
                 self.get_logger().error(f"decode failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
                 continue

@@ -18,21 +18,26 @@ import torch
 
 from fast_dvla_ros.train.demos import load_demo_arrays
 
+CONTROL_HZ = 30.0  # demonstration frame rate (docs/DATA.md)
+
 
 @dataclass
 class ChunkBatch:
-    images: torch.Tensor  # uint8 [B, 3, S, S]
+    images: torch.Tensor  # uint8 [B, 3F, S, S]: F stacked frames, newest first
     proprio: torch.Tensor  # float32 [B, P]
     instr_ids: torch.Tensor  # int64 [B, T]
     actions: np.ndarray  # float64 [B, H, D] in action units
-    scene_state: torch.Tensor | None = None  # float32 [B, K] privileged state (aux target), if recorded
+    # float32 [B, K+3] privileged state (aux target) if recorded: the recorded columns, then the
+    # block's velocity (m/s, finite difference of its position over one frame)
+    scene_state: torch.Tensor | None = None
 
 
 class ChunkSampler:
     """Random (frame, chunk) samples from a subset of episodes.
 
     The chunk for frame t is actions[t : t + H] of its episode, padded with the episode's last
-    action (the arm holds still after the demonstration ends).
+    action (the arm holds still after the demonstration ends). With ``num_frames`` 2 the image is
+    frame t stacked with frame t - ``frame_gap`` (clamped to the episode's first frame).
     """
 
     def __init__(
@@ -47,6 +52,8 @@ class ChunkSampler:
         image_size: int,
         encode_instruction,
         scene_state: np.ndarray | None = None,
+        num_frames: int = 1,
+        frame_gap: int = 10,
     ) -> None:
         keep = np.isin(episode, episodes)
         self.frames = np.nonzero(keep)[0]
@@ -56,15 +63,20 @@ class ChunkSampler:
         self.proprio = proprio.astype(np.float32)
         self.actions = actions.astype(np.float64)
         self.episode = episode
-        self.scene_state = None if scene_state is None else scene_state.astype(np.float32)
         self.horizon = horizon
+        self.num_frames = num_frames
+        self.frame_gap = frame_gap
         self.instr_ids = np.stack([encode_instruction(t) for t in instructions])  # per frame
         # index of the last frame of each frame's episode, for padding
         last = np.zeros(len(episode), np.int64)
+        first = np.zeros(len(episode), np.int64)
         for e in np.unique(episode):
             idx = np.nonzero(episode == e)[0]
             last[idx] = idx.max()
+            first[idx] = idx.min()
         self.last = last
+        self.first = first
+        self.scene_state = None if scene_state is None else _with_velocity(scene_state, first)
 
     def __len__(self) -> int:
         return int(self.frames.size)
@@ -72,8 +84,12 @@ class ChunkSampler:
     def gather(self, frames: np.ndarray) -> ChunkBatch:
         offsets = np.arange(self.horizon)[None, :]
         rows = np.minimum(frames[:, None] + offsets, self.last[frames][:, None])
+        images = self.images[frames]
+        if self.num_frames == 2:
+            previous = self.images[np.maximum(frames - self.frame_gap, self.first[frames])]
+            images = np.concatenate([images, previous], axis=3)
         return ChunkBatch(
-            images=torch.from_numpy(np.ascontiguousarray(self.images[frames].transpose(0, 3, 1, 2))),
+            images=torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))),
             proprio=torch.from_numpy(self.proprio[frames]),
             instr_ids=torch.from_numpy(self.instr_ids[frames]),
             actions=self.actions[rows],
@@ -93,6 +109,16 @@ class ChunkSampler:
         return self.gather(rng.choice(self.frames, size=min(count, len(self)), replace=False))
 
 
+def _with_velocity(state: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """Append the block velocity (backward difference of columns 0..2; forward at an episode start)."""
+    pos = state[:, :3].astype(np.float64)
+    idx = np.arange(len(pos))
+    prev = np.where(idx > first, idx - 1, idx)
+    nxt = np.where(idx > first, idx, np.minimum(idx + 1, len(pos) - 1))
+    vel = (pos[nxt] - pos[prev]) * CONTROL_HZ
+    return np.concatenate([state, vel], axis=1).astype(np.float32)
+
+
 def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[1] == size and images.shape[2] == size:
         return np.ascontiguousarray(images)
@@ -109,7 +135,8 @@ def split_episodes(episode: np.ndarray, val_fraction: float, seed: int) -> tuple
 
 
 def load_samplers(
-    data_dir: str, horizon: int, image_size: int, encode_instruction, val_fraction: float = 0.1, seed: int = 0
+    data_dir: str, horizon: int, image_size: int, encode_instruction, val_fraction: float = 0.1, seed: int = 0,
+    num_frames: int = 1, frame_gap: int = 10,
 ) -> tuple[ChunkSampler, ChunkSampler, dict]:
     """Load a demonstration directory into train and validation samplers, plus its stats.json."""
     arrays = load_demo_arrays(data_dir)
@@ -118,6 +145,7 @@ def load_samplers(
         images=arrays["images"], proprio=arrays["proprio"], actions=arrays["actions"], episode=arrays["episode"],
         instructions=arrays["instructions"], horizon=horizon, image_size=image_size,
         encode_instruction=encode_instruction, scene_state=arrays.get("scene_state"),
+        num_frames=num_frames, frame_gap=frame_gap,
     )
     train = ChunkSampler(episodes=train_eps, **common)
     val = ChunkSampler(episodes=val_eps if len(val_eps) else train_eps, **common)

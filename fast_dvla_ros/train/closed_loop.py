@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.core.policy import Observation, Policy
 from fast_dvla_ros.evaluation.intervals import wilson_interval
 
@@ -80,21 +81,28 @@ def evaluate(
     tokens: list[int] = []
     per_episode: list[dict] = []
     policy.warmup()
+    history = FrameHistory(policy.frame_gap_s(env.control_hz)) if policy.num_frames == 2 else None
     bar = tqdm(range(episodes), desc=f"eval {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
     try:
         for i in bar:
             obs, info = env.reset(seed=seed0 + i)
             instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
             done, steps = False, 0
+            if history is not None:
+                history.clear()
+                history.push(0.0, obs["image"])
             while not done:
                 proprio = np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]).astype(np.float32)
-                result = policy.predict(Observation(image=obs["image"], proprio=proprio, instruction=instruction))
+                previous = history.previous(steps / env.control_hz) if history is not None else None
+                result = policy.predict(Observation(obs["image"], proprio, instruction, previous))
                 latencies.append(result.stats.latency_s)
                 forwards.append(result.stats.forward_passes)
                 tokens.append(result.stats.tokens_committed)
                 for action in result.actions[:execute_steps]:
                     obs, _, terminated, truncated, info = env.step(action)
                     steps += 1
+                    if history is not None:
+                        history.push(steps / env.control_hz, obs["image"])
                     if terminated or truncated:
                         done = True
                         break

@@ -72,6 +72,9 @@ class TrainConfig:
     # the same in every episode, 0-10% picks): the action loss alone gave the vision layers too weak
     # a signal to localise a few-pixel block. Used only when the data has ``scene_state``.
     aux_weight: float = 1.0
+    # Stacked camera frames (1 or 2; see DVLAConfig.num_frames) for teacher/scratch; distill copies
+    # the teacher's. Two frames make the belt speed observable.
+    num_frames: int = 2
     teacher_dir: str | None = None  # distill only
     kl_weight: float = 1.0  # distill only
     ce_weight: float = 0.5  # distill: ground-truth CE added to the KL
@@ -145,11 +148,14 @@ class StageTrainer:
             tokenizer = self.teacher.action_tokenizer
         else:
             attention = "bidirectional" if cfg.stage == "teacher" else "block_causal"
-            model_cfg = DVLAConfig.preset(cfg.preset, attention=attention, **cfg.preset_overrides)
+            model_cfg = DVLAConfig.preset(
+                cfg.preset, attention=attention, **{"num_frames": cfg.num_frames, **cfg.preset_overrides}
+            )
             tokenizer = None
         self.train_set, self.val_set, stats = load_samplers(
             cfg.data_dir, model_cfg.horizon, model_cfg.image_size,
             _instruction_encoder(model_cfg), cfg.val_fraction, cfg.seed,
+            num_frames=model_cfg.num_frames, frame_gap=model_cfg.frame_gap,
         )
         if tokenizer is None:
             tokenizer = _tokenizer_from_data(self.train_set, stats["action_names"], model_cfg.num_bins, cfg.action_kind)
@@ -340,6 +346,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--preset", default=TrainConfig.preset)
     p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
     p.add_argument("--ce-weight", type=float, default=TrainConfig.ce_weight)
+    p.add_argument("--num-frames", type=int, choices=(1, 2), default=TrainConfig.num_frames,
+                   help="stacked camera frames (teacher/scratch)")
     p.add_argument("--save-every", type=int, default=0, help="intermediate checkpoints every N steps")
     p.add_argument("--aux-weight", type=float, default=TrainConfig.aux_weight,
                    help="weight of the auxiliary block-pose regression (0 = off)")
@@ -353,7 +361,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         stage=a.stage, data_dir=a.data_dir, out_dir=a.out_dir, teacher_dir=a.teacher_dir, steps=a.steps,
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
         ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
-        proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every,
+        proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
     )
 
 
