@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
@@ -122,13 +121,11 @@ class PolicyNode(Node):
         self._stop = threading.Event()
         self._seq = 0
 
-        inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS, callback_group=inputs)
-        self.create_subscription(
-            CompressedImage, "~/image/compressed", self._on_compressed, SENSOR_QOS, callback_group=inputs
-        )
-        self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS, callback_group=inputs)
-        self.create_subscription(String, "~/instruction", self._on_instruction, LATCHED_QOS, callback_group=inputs)
+        # the callbacks only validate and store the newest message; decoding runs in its own thread
+        self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS)
+        self.create_subscription(CompressedImage, "~/image/compressed", self._on_compressed, SENSOR_QOS)
+        self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS)
+        self.create_subscription(String, "~/instruction", self._on_instruction, LATCHED_QOS)
         self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", CHUNK_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATUS_QOS)
         self._worker = threading.Thread(target=self._decode_loop, name="decode", daemon=True)
@@ -234,7 +231,9 @@ class PolicyNode(Node):
             if delay > 0 and self._stop.wait(delay):
                 return
             with self._wake:
-                self._wake.wait(timeout=0.1)
+                # sleep only when nothing new arrived since the last decode (no wait for the next message)
+                if self._unchanged(last_used):
+                    self._wake.wait(timeout=0.1)
                 image, joints, instruction = self._image, self._joints, self._instruction
                 previous = self._history.previous(image.stamp) if self._history and image else None
             if image is None or joints is None or (image.stamp, joints.stamp) == last_used:
@@ -264,6 +263,12 @@ class PolicyNode(Node):
                 if not self.context.ok():
                     return
                 self.get_logger().error(f"publish failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
+
+    def _unchanged(self, last_used: tuple[float, float] | None) -> bool:
+        """True while there is no complete observation newer than ``last_used`` (call under the lock)."""
+        if self._image is None or self._joints is None:
+            return True
+        return (self._image.stamp, self._joints.stamp) == last_used
 
     def _publish(self, result: PolicyResult, stamp: Time) -> None:
         actions = np.asarray(result.actions, dtype=np.float64)[: self.horizon]
@@ -323,7 +328,7 @@ class PolicyNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(PolicyNode, argv)
+    return run_node(PolicyNode, argv, threads=1)  # short callbacks; the decode worker is its own thread
 
 
 if __name__ == "__main__":

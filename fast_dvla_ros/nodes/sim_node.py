@@ -15,8 +15,13 @@ world still (camera and joint states keep publishing) until the first trajectory
 arrives, like a conveyor cell that starts when the robot reports ready. Later episodes start at
 once: a policy that dies mid-run must still meet a moving belt.
 
-Why one callback group for physics and camera: a PyBullet client is not thread-safe. The
-subscriptions live in another group and only store the newest message.
+Why one timer and one thread: a PyBullet client is not thread-safe, and with separate physics
+and camera timers an overdue physics timer was always served first, so under CPU load the camera
+went silent for seconds (the policy then saw 2 s old images and stopped). One loop at the physics
+rate advances the world, then publishes joint states and renders the camera whenever each is due,
+like a simulator's main loop; the subscriptions only store the newest message. A
+SingleThreadedExecutor spins it all: rclpy's MultiThreadedExecutor costs a sizeable share of a
+core in its own bookkeeping (measured on the executor node).
 """
 
 from __future__ import annotations
@@ -25,7 +30,6 @@ import math
 import threading
 import time
 
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
@@ -86,9 +90,8 @@ class SimNode(Node):
         self.exit_code = 0
         self._finish_at: float | None = None
         self.arm_joints = list(self.env.action_names[:7])
-        self._sim_lock = threading.Lock()  # PyBullet client
+        self._sim_lock = threading.Lock()  # PyBullet client: close() may come from another thread
         self._closed = False  # set by close(): late timer callbacks must not touch the closed client
-        self._in_lock = threading.Lock()  # newest command messages
         self._traj: JointTrajectory | None = None
         self._width: float | None = None
         self._commands = 0
@@ -99,19 +102,16 @@ class SimNode(Node):
         self.js_pub = self.create_publisher(JointState, "~/joint_states", SENSOR_QOS)
         self.outcome_pub = self.create_publisher(EpisodeOutcome, "~/episode_outcome", STATUS_QOS)
         self.instruction_pub = self.create_publisher(String, "~/instruction", LATCHED_QOS)
-        inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(
-            JointTrajectory, "~/joint_trajectory", self._on_traj, COMMAND_QOS, callback_group=inputs
-        )
-        self.create_subscription(Float64, "~/gripper_command", self._on_gripper, COMMAND_QOS, callback_group=inputs)
+        self.create_subscription(JointTrajectory, "~/joint_trajectory", self._on_traj, COMMAND_QOS)
+        self.create_subscription(Float64, "~/gripper_command", self._on_gripper, COMMAND_QOS)
 
         self._start_episode()
-        sim_group = MutuallyExclusiveCallbackGroup()
         self._last_advance = time.monotonic()
         self._js_period = 1.0 / float(g("joint_state_rate_hz").value)
         self._next_js = 0.0
-        self.create_timer(1.0 / float(g("physics_rate_hz").value), self._physics_tick, callback_group=sim_group)
-        self.create_timer(1.0 / float(g("image_rate_hz").value), self._camera_tick, callback_group=sim_group)
+        self._image_period = 1.0 / float(g("image_rate_hz").value)
+        self._next_image = 0.0
+        self.create_timer(1.0 / float(g("physics_rate_hz").value), self._physics_tick)
         self.get_logger().info(
             f"conveyor sim: {self.episodes or 'endless'} episodes from seed {self.seed0}, "
             f"camera {cfg.image_size} px at {g('image_rate_hz').value} Hz"
@@ -128,8 +128,7 @@ class SimNode(Node):
             self.interp = JtcInterpolator(self.arm_joints, q)
             self.interp.reset(q, self._now())
             self._gripper_cmd = float(self.env.command[1])
-        with self._in_lock:
-            self._traj, self._width, self._commands = None, None, 0
+        self._traj, self._width, self._commands = None, None, 0
         self.instruction_pub.publish(String(data=self.env.instruction))
         self.get_logger().info(f"episode {self.episode} (seed {self.seed0 + self.episode}): {self.env.instruction}")
 
@@ -157,16 +156,14 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_traj(self, msg: JointTrajectory) -> None:
-        with self._in_lock:
-            self._traj = msg
-            self._commands += 1
+        self._traj = msg
+        self._commands += 1
 
     def _on_gripper(self, msg: Float64) -> None:
         if not math.isfinite(msg.data):
             self.get_logger().warning("non-finite gripper command ignored", throttle_duration_sec=2.0)
             return
-        with self._in_lock:
-            self._width = float(msg.data)
+        self._width = float(msg.data)
 
     # ------------------------------------------------------------------ loop
     def _physics_tick(self) -> None:
@@ -180,9 +177,8 @@ class SimNode(Node):
         dt = min(mono - self._last_advance, MAX_STEP_S)
         self._last_advance = mono
         now = self._now()
-        with self._in_lock:
-            traj, width = self._traj, self._width
-            self._traj = None
+        traj, width = self._traj, self._width
+        self._traj = None
         if traj is not None:
             try:
                 self.interp.set_trajectory(
@@ -200,6 +196,7 @@ class SimNode(Node):
         if self._waiting:
             if traj is None and mono < self._wait_until:
                 self._publish_joint_state_now(now)  # the world stands still; sensors keep publishing
+                self._camera_if_due(now)
                 return
             self._waiting = False
             self.get_logger().info(
@@ -221,6 +218,7 @@ class SimNode(Node):
                 self._publish_joint_state(self.env.observe())
         if done:
             self._end_episode()
+        self._camera_if_due(now)
 
     def _publish_joint_state_now(self, now: float) -> None:
         with self._sim_lock:
@@ -239,9 +237,11 @@ class SimNode(Node):
         js.velocity = [*map(float, obs["joint_vel"]), 0.0, 0.0]
         self.js_pub.publish(js)
 
-    def _camera_tick(self) -> None:
-        if self._finish_at is not None:
+    def _camera_if_due(self, now: float) -> None:
+        if self._finish_at is not None or now < self._next_image:
             return
+        # next frame one period on; after a stall, from now (no burst of catch-up frames)
+        self._next_image = max(self._next_image + self._image_period, now)
         stamp = self.get_clock().now().to_msg()  # the observation time: when the scene was as rendered
         with self._sim_lock:
             if self._closed:
@@ -256,7 +256,7 @@ class SimNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(SimNode, argv)
+    return run_node(SimNode, argv, threads=1)
 
 
 if __name__ == "__main__":
