@@ -154,3 +154,38 @@ def test_bad_parameters() -> None:
         make_decoder("pipelined", m, tokens_per_step=0)
     with pytest.raises(TypeError):
         make_decoder("block_cache", m, tau_add=0.5)
+
+
+def test_fast_backbone_matches_transformers_full_and_cached(model: DVLA) -> None:
+    from fast_dvla_ros.core.fast_backbone import FastQwen2
+
+    fast = FastQwen2(model.backbone, model.seq_len)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, model.seq_len, model.config.hidden_size, generator=g)
+    P = model.prefix_len
+    with torch.inference_mode():
+        for kind in ("bidirectional", "block_causal"):
+            mask = model.attention_mask(kind)
+            ref = model.run_backbone(x, mask, 0, None)
+            assert torch.allclose(fast(x, mask, 0, None), ref, atol=1e-5), kind
+        mask = model.attention_mask("block_causal")
+        cache = fast.new_cache(2, model.seq_len)
+        fast(x[:, :P], mask[:P, :P], 0, cache)
+        out = fast(x[:, P : P + 24], mask[P : P + 24, : P + 24], P, cache)
+        assert torch.allclose(out, ref[:, P : P + 24], atol=1e-5)
+        cache.crop(-16)  # drop two blocks, run them again: same result (static buffers overwritten)
+        again = fast(x[:, P + 8 : P + 24], mask[P + 8 : P + 24, : P + 24], P + 8, cache)
+        assert torch.allclose(again, ref[:, P + 8 : P + 24], atol=1e-5)
+        with pytest.raises(RuntimeError):
+            fast(x[:, :8], mask[:8, :8], 0, cache)  # not where the cache ends
+
+
+@pytest.mark.parametrize("name", sorted(DECODERS))
+def test_fast_and_transformers_backends_decode_the_same_tokens(model: DVLA, name: str) -> None:
+    b = _batch(model, 2, seed=4)
+    fast = make_decoder(name, model, backend="fast")
+    ref = make_decoder(name, model, backend="transformers")
+    assert fast.backend == "fast" and ref.backend == "transformers"
+    out_fast, out_ref = fast.decode(b), ref.decode(b)
+    assert torch.equal(out_fast.tokens, out_ref.tokens)
+    assert out_fast.stats.forward_passes == out_ref.stats.forward_passes

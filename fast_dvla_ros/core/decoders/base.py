@@ -17,9 +17,12 @@ from transformers import DynamicCache
 
 from fast_dvla_ros.core.config import Attention
 from fast_dvla_ros.core.decoders import unmasking as U
+from fast_dvla_ros.core.fast_backbone import FastQwen2, StaticKVCache
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
 
 log = logging.getLogger(__name__)
+
+KVCache = DynamicCache | StaticKVCache
 
 
 @dataclass
@@ -61,6 +64,11 @@ class Decoder:
 
     ``temperature`` 0 = greedy (argmax); > 0 samples with a generator seeded by ``seed`` at
     construction, so a fixed seed gives a fixed sequence of outputs.
+
+    ``backend``: "fast" runs the backbone through ``FastQwen2`` (same maths, fused projections,
+    static KV cache; the backbone's weights are copied when the decoder is built, so build the
+    decoder after training/loading), "transformers" through the transformers module with a
+    ``DynamicCache``. "fast" falls back to "transformers" for backbones it does not support.
     """
 
     name = "base"
@@ -72,6 +80,7 @@ class Decoder:
         tokens_per_step: int | None = None,
         temperature: float = 0.0,
         seed: int = 0,
+        backend: str = "fast",
     ) -> None:
         if tokens_per_step is not None and tokens_per_step < 1:
             raise ValueError("tokens_per_step must be >= 1")
@@ -87,6 +96,14 @@ class Decoder:
         self.P, self.H, self.D = model.prefix_len, cfg.horizon, cfg.action_dim
         self.N = self.H * self.D
         self.max_steps = self.N + self.H + 4  # every step commits >= 1 token: a hard bound against livelock
+        if backend not in ("fast", "transformers"):
+            raise ValueError(f"backend must be 'fast' or 'transformers', got {backend!r}")
+        self.runner = (
+            FastQwen2(model.backbone, model.seq_len)
+            if backend == "fast" and FastQwen2.supports(model.backbone)
+            else None
+        )
+        self.backend = "fast" if self.runner is not None else "transformers"
         if model.config.attention != self.attention:
             # allowed (benchmarks on random weights do it), but a trained model decodes best with its own mask
             log.warning(
@@ -99,23 +116,25 @@ class Decoder:
         raise NotImplementedError
 
     # ---- helpers for subclasses ---------------------------------------------------------------
-    def _forward(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, cache: DynamicCache | None):
+    def _forward(self, embeds: torch.Tensor, mask: torch.Tensor, start: int, cache: KVCache | None):
         self._forwards += 1
+        if self.runner is not None:
+            return self.runner(embeds, mask, start, cache)
         return self.model.run_backbone(embeds, mask, start, cache)
 
     def _predict(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return U.predict(logits, self.temperature, self.generator)
 
-    def _encode_prefix(self, batch: ObservationBatch, kind: Attention) -> tuple[torch.Tensor, DynamicCache]:
+    def _encode_prefix(self, batch: ObservationBatch, kind: Attention) -> tuple[torch.Tensor, KVCache]:
         """Embed the prefix and run it once into a fresh KV cache (prefix attends to itself only)."""
         pre = self.model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
-        cache = DynamicCache()
+        cache = self.runner.new_cache(batch.batch_size, self.model.seq_len) if self.runner else DynamicCache()
         mask = self.model.attention_mask(kind)[: self.P, : self.P]
         self._forward(pre, mask, 0, cache)
         return pre, cache
 
     @staticmethod
-    def _truncate(cache: DynamicCache, length: int) -> None:
+    def _truncate(cache: KVCache, length: int) -> None:
         extra = cache.get_seq_length() - length
         if extra < 0:
             raise RuntimeError(f"cache holds {cache.get_seq_length()} < {length} positions")
