@@ -14,6 +14,11 @@ Examples::
     .venv/bin/python bench/decode.py --sizes base --repeats 3 --tokens-per-step 4
     .venv/bin/python bench/decode.py --checkpoint runs/train/scratch --observations runs/train/demos/shard_00000.npz
     .venv/bin/python bench/decode.py --sizes small --device cuda --dtype bfloat16
+    .venv/bin/python bench/decode.py --checkpoint models/teacher_bidirectional --backends fast,transformers
+
+``--backends``: one table per backbone backend (``fast`` = FastQwen2, ``transformers`` = the
+transformers module with a DynamicCache), every decoder compared with the bidirectional row of
+the same backend; a last table gives fast vs transformers per decoder, measured in the same run.
 """
 
 from __future__ import annotations
@@ -72,9 +77,9 @@ def build_model(size: str, image_tokens: int, device: torch.device, dtype: torch
 
 def make_batch(model: DVLA, batch: int, device: torch.device) -> ObservationBatch:
     g = torch.Generator().manual_seed(0)
-    s = model.config.image_size
+    s, c = model.config.image_size, 3 * model.config.num_frames
     return ObservationBatch(
-        images=torch.randint(0, 256, (batch, 3, s, s), generator=g, dtype=torch.uint8).to(device),
+        images=torch.randint(0, 256, (batch, c, s, s), generator=g, dtype=torch.uint8).to(device),
         instruction_ids=torch.as_tensor(
             model.instruction_tokenizer.encode_batch(["pick up the red block on the belt"] * batch), device=device
         ),
@@ -82,26 +87,32 @@ def make_batch(model: DVLA, batch: int, device: torch.device) -> ObservationBatc
     )
 
 
-def decoders_for(model: DVLA, trained: bool, k: int, block_model: DVLA | None = None) -> dict[str, Decoder]:
+def decoders_for(
+    model: DVLA, trained: bool, k: int, block_model: DVLA | None = None, backend: str = "fast"
+) -> dict[str, Decoder]:
     """Random weights: equal fixed schedule. Trained: confidence-driven defaults; ``block_model`` (a
     block-causal student) serves the block decoders when the main checkpoint is a bidirectional teacher."""
     D = model.config.action_dim
+
+    def dec(name: str, m: DVLA, **kw) -> Decoder:
+        return make_decoder(name, m, backend=backend, **kw)
+
     if trained:
         bm = block_model or model
         return {
-            "bidirectional (12 cosine steps)": make_decoder("bidirectional", model, steps=12),
-            "prefix_cache (tau 0.5)": make_decoder("prefix_cache", model),
-            "block_cache (tau 0.5)": make_decoder("block_cache", bm),
-            "pipelined (Fast-dVLA defaults)": make_decoder("pipelined", bm),
-            "lower bound: prefix + 1 fwd/block": make_decoder("block_cache", bm, tokens_per_step=D),
+            "bidirectional (12 cosine steps)": dec("bidirectional", model, steps=12),
+            "prefix_cache (tau 0.5)": dec("prefix_cache", model),
+            "block_cache (tau 0.5)": dec("block_cache", bm),
+            "pipelined (Fast-dVLA defaults)": dec("pipelined", bm),
+            "lower bound: prefix + 1 fwd/block": dec("block_cache", bm, tokens_per_step=D),
         }
     return {
-        f"bidirectional ({k} tok/step)": make_decoder("bidirectional", model, tokens_per_step=k),
-        "bidirectional (12 cosine steps)": make_decoder("bidirectional", model, steps=12),
-        f"prefix_cache ({k} tok/step)": make_decoder("prefix_cache", model, tokens_per_step=k),
-        f"block_cache ({k} tok/step/block)": make_decoder("block_cache", model, tokens_per_step=k),
-        f"pipelined ({k} tok/step/block)": make_decoder("pipelined", model, tokens_per_step=k),
-        "lower bound: prefix + 1 fwd/block": make_decoder("block_cache", model, tokens_per_step=D),
+        f"bidirectional ({k} tok/step)": dec("bidirectional", model, tokens_per_step=k),
+        "bidirectional (12 cosine steps)": dec("bidirectional", model, steps=12),
+        f"prefix_cache ({k} tok/step)": dec("prefix_cache", model, tokens_per_step=k),
+        f"block_cache ({k} tok/step/block)": dec("block_cache", model, tokens_per_step=k),
+        f"pipelined ({k} tok/step/block)": dec("pipelined", model, tokens_per_step=k),
+        "lower bound: prefix + 1 fwd/block": dec("block_cache", model, tokens_per_step=D),
     }
 
 
@@ -118,9 +129,20 @@ def load_observations(path: Path, model: DVLA, count: int, batch: int, device: t
     if "instructions" in data.files and "episode" in data.files and "episode_ids" in data.files:
         by_ep = dict(zip(data["episode_ids"].tolist(), data["instructions"].tolist(), strict=False))
         texts = [by_ep.get(int(e), texts[0]) for e in data["episode"]]
+    # two-frame checkpoints: frame i stacked with frame i - frame_gap of the same episode (as in training)
+    episode = data["episode"] if "episode" in data.files else np.zeros(n, np.int64)
+    first = np.array([np.flatnonzero(episode == e)[0] for e in episode]) if model.config.num_frames == 2 else None
+
+    def image(i: int) -> torch.Tensor:
+        img = preprocess_image(data["images"][i], model.config.image_size)
+        if first is None:
+            return img
+        prev = preprocess_image(data["images"][max(i - model.config.frame_gap, first[i])], model.config.image_size)
+        return torch.cat([img, prev], dim=0)
+
     out = []
     for rows in idx:
-        images = torch.stack([preprocess_image(data["images"][i], model.config.image_size) for i in rows])
+        images = torch.stack([image(i) for i in rows])
         out.append((
             ObservationBatch(
                 images=images.to(device),
@@ -188,7 +210,9 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    ap.add_argument("--backends", default="fast", help="comma list of backbone backends: fast,transformers")
     args = ap.parse_args()
+    backends = [b for b in args.backends.split(",") if b]
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -222,14 +246,30 @@ def main() -> None:
         if trained and args.block_checkpoint:
             block_model = DVLA.from_pretrained(args.block_checkpoint, map_location=device).to(dtype=dtype).eval()
             print(f"# block decoders use {args.block_checkpoint}")
-        decoders = decoders_for(model, trained, args.tokens_per_step, block_model)
         if trained and args.observations:
             batches = load_observations(args.observations, model, args.repeats, args.batch, device)
         else:
             batches = [(make_batch(model, args.batch, device), None)]
+        # all backends' decoders in one round-robin, so machine load hits them alike
+        decoders: dict[str, Decoder] = {}
+        for backend in backends:
+            for name, d in decoders_for(model, trained, args.tokens_per_step, block_model, backend).items():
+                decoders[f"{name} [{backend}]"] = d
         rows = run(decoders, batches, args.repeats, args.warmup)
-        reference = next(iter(decoders))
-        print(table(rows, reference, "lower bound: prefix + 1 fwd/block"), flush=True)
+        for backend in backends:
+            mine = [r for r in rows if r.label.endswith(f"[{backend}]")]
+            print(f"\n### backend {backend}")
+            print(table(mine, mine[0].label, next(r.label for r in mine if r.label.startswith("lower bound"))),
+                  flush=True)
+        if len(backends) > 1:
+            print(f"\n### {backends[0]} vs {backends[1]} backend, same decoder (median latency ratio)")
+            print("| decoder | " + " | ".join(f"{b} ms" for b in backends[:2]) + " | ratio |\n|---|---|---|---|")
+            by_label = {r.label: r for r in rows}
+            for r in rows:
+                if r.label.endswith(f"[{backends[0]}]"):
+                    other = by_label[r.label.replace(f"[{backends[0]}]", f"[{backends[1]}]")]
+                    print(f"| {r.label.rsplit(' [', 1)[0]} | {r.median * 1e3:.1f} | {other.median * 1e3:.1f} | "
+                          f"{other.median / r.median:.2f}x |")
         del model, decoders
 
 
