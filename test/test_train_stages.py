@@ -85,12 +85,16 @@ def test_auxiliary_head_learns_the_block_pose_and_is_off_with_zero_weight(teache
                                                                          tmp_path: Path) -> None:
     model = DVLA.from_pretrained(teacher_dir)
     assert model.config.aux_state_dim == 11 and model.aux_head is not None  # 8 recorded + block velocity
+    assert model.config.keypoint_head and model.keypoint_head is not None
     rows = _log(teacher_dir / "log.csv")
     aux = [float(r["aux"]) for r in rows]
     assert sum(aux[-5:]) / 5 < 0.7 * sum(aux[:5]) / 5, "auxiliary loss did not drop"
     assert all(r.get("val_aux_offset_err_m") for r in rows if r.get("val_ce"))
-    off = StageTrainer(_cfg("teacher", demos, tmp_path, steps=1, aux_weight=0.0))
+    kp = [float(r["keypoint"]) for r in rows]
+    assert sum(kp[-5:]) / 5 < sum(kp[:5]) / 5, "keypoint loss did not drop"
+    off = StageTrainer(_cfg("teacher", demos, tmp_path, steps=1, aux_weight=0.0, keypoint_weight=0.0))
     assert off.model.aux_head is None and off.model.config.aux_state_dim == 0
+    assert off.model.keypoint_head is None and not off.model.config.keypoint_head
 
 
 def test_scratch_student_learns_from_random_weights(demos: Path, tmp_path: Path) -> None:

@@ -40,6 +40,11 @@ class DVLAConfig:
     # prefix during training; 0 = no head. Decoding never uses it: it only shapes what the vision
     # layers learn (behaviour cloning alone let the policy ignore the block, see TrainConfig).
     aux_state_dim: int = 0
+    # Training-only keypoint head on the image tokens' last hidden states: which token holds the
+    # block and where inside it (CenterNet-style). A global regression from pooled features let the
+    # model fall back to the arm's pose as a proxy for the block's; a per-token target makes the
+    # image tokens themselves say "the block is here", where the action tokens attend.
+    keypoint_head: bool = False
     # Qwen2 backbone (ignored dims are taken from backbone_config / backbone_path when given)
     hidden_size: int = 128
     num_layers: int = 4

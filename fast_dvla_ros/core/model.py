@@ -181,6 +181,8 @@ class DVLA(nn.Module):
         self.head = nn.Linear(hidden, cfg.num_bins)
         # training-only auxiliary regression of scene state from the pooled prefix (None when unused)
         self.aux_head = nn.Linear(hidden, cfg.aux_state_dim) if cfg.aux_state_dim else None
+        # training-only: per image token, logit "the block's centre is in this patch" + offset inside it
+        self.keypoint_head = nn.Linear(hidden, 3) if cfg.keypoint_head else None
         nn.init.normal_(self.token_embed.weight, std=0.02)
         nn.init.normal_(self.action_dim_embed.weight, std=0.02)
         self._mask_cache: dict[tuple, torch.Tensor] = {}
@@ -293,12 +295,14 @@ class DVLA(nn.Module):
         action_bins: torch.Tensor,
         attention: Attention | None = None,
         return_aux: bool = False,
-    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor | None]:
+    ) -> torch.Tensor | tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
         """Full uncached forward -> action-bin logits [B, H*D, num_bins] for every action position.
 
-        With ``return_aux`` also the auxiliary scene-state prediction [B, aux_state_dim] from the
-        mean of the prefix's last hidden states (None without an aux head). The prefix is block 0
-        under both masks, so this pooled state is what every action block can attend to.
+        With ``return_aux`` also a dict of the training-only heads' outputs (None where a head is
+        absent): ``state`` [B, aux_state_dim], the scene-state regression from the mean of the
+        prefix's last hidden states (the prefix is block 0 under both masks, so every action block
+        attends to it), and ``keypoint`` [B, num_image_tokens, 3] from each image token's last hidden
+        state: a logit that the block's centre lies in that patch and the centre's (u, v) inside it.
         """
         bins = action_bins.reshape(action_bins.shape[0], -1).to(self.device)
         if bins.shape[1] != self.config.num_action_tokens:
@@ -308,7 +312,10 @@ class DVLA(nn.Module):
         logits = self.action_logits(hidden[:, self.prefix_len :])
         if not return_aux:
             return logits
-        aux = None if self.aux_head is None else self.aux_head(hidden[:, : self.prefix_len].mean(dim=1))
+        aux = {
+            "state": None if self.aux_head is None else self.aux_head(hidden[:, : self.prefix_len].mean(dim=1)),
+            "keypoint": None if self.keypoint_head is None else self.keypoint_head(hidden[:, : self.num_image_tokens]),
+        }
         return logits, aux
 
     def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:

@@ -185,3 +185,14 @@ def camera_matrices(image_size: int) -> tuple[list[float], list[float]]:
     view = pybullet.computeViewMatrix(SCENE_CAMERA_EYE, SCENE_CAMERA_TARGET, (0.0, 0.0, 1.0))
     proj = pybullet.computeProjectionMatrixFOV(SCENE_CAMERA_FOV, 1.0, 0.05, 4.0)
     return list(view), list(proj)
+
+
+def project_to_image(points: np.ndarray) -> np.ndarray:
+    """World points [N, 3] -> normalised scene-camera image coordinates [N, 2] (u right, v down; 0..1
+    inside the image, outside otherwise). Used to supervise where the block appears in the image."""
+    view, proj = camera_matrices(1)  # the projection does not depend on the image size (square images)
+    m = np.asarray(proj, dtype=np.float64).reshape(4, 4).T @ np.asarray(view, dtype=np.float64).reshape(4, 4).T
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    clip = np.c_[pts, np.ones(len(pts))] @ m.T
+    ndc = clip[:, :2] / clip[:, 3:4]
+    return np.c_[(ndc[:, 0] + 1.0) / 2.0, (1.0 - ndc[:, 1]) / 2.0]

@@ -30,6 +30,9 @@ class ChunkBatch:
     # float32 [B, K+3] privileged state (aux target) if recorded: the recorded columns, then the
     # block's velocity (m/s, finite difference of its position over one frame)
     scene_state: torch.Tensor | None = None
+    # float32 [B, 2] where the block's centre appears in the (current) image, (u, v) in 0..1; NaN if
+    # no scene state was recorded or the block is out of view
+    block_uv: torch.Tensor | None = None
 
 
 class ChunkSampler:
@@ -77,6 +80,7 @@ class ChunkSampler:
         self.last = last
         self.first = first
         self.scene_state = None if scene_state is None else _with_velocity(scene_state, first)
+        self.block_uv = None if scene_state is None else _block_uv(scene_state)
 
     def __len__(self) -> int:
         return int(self.frames.size)
@@ -94,6 +98,7 @@ class ChunkSampler:
             instr_ids=torch.from_numpy(self.instr_ids[frames]),
             actions=self.actions[rows],
             scene_state=None if self.scene_state is None else torch.from_numpy(self.scene_state[frames]),
+            block_uv=None if self.block_uv is None else torch.from_numpy(self.block_uv[frames]),
         )
 
     def all_chunks(self) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +112,16 @@ class ChunkSampler:
     def fixed(self, count: int, seed: int = 0) -> ChunkBatch:
         rng = np.random.default_rng(seed)
         return self.gather(rng.choice(self.frames, size=min(count, len(self)), replace=False))
+
+
+def _block_uv(state: np.ndarray) -> np.ndarray:
+    """Image position of the block centre (columns 0..2 of the scene state), NaN when out of view."""
+    from fast_dvla_ros.sim.scene import project_to_image
+
+    uv = project_to_image(state[:, :3]).astype(np.float32)
+    out = ~np.all((uv >= 0.0) & (uv < 1.0), axis=1)
+    uv[out] = np.nan
+    return uv
 
 
 def _with_velocity(state: np.ndarray, first: np.ndarray) -> np.ndarray:

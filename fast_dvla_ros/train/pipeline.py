@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", type=Path, default=Path("runs/train"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
-    p.add_argument("--episodes", type=int, default=200, help="demonstration episodes")
+    p.add_argument("--episodes", type=int, default=400, help="demonstration episodes")
     p.add_argument("--teacher-steps", type=int, default=3000)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
     p.add_argument("--batch-size", type=int, default=32)

@@ -72,6 +72,11 @@ class TrainConfig:
     # the same in every episode, 0-10% picks): the action loss alone gave the vision layers too weak
     # a signal to localise a few-pixel block. Used only when the data has ``scene_state``.
     aux_weight: float = 1.0
+    # Weight of the keypoint loss on the image tokens (DVLAConfig.keypoint_head): cross-entropy over
+    # the tokens for "which patch holds the block's centre" plus the centre's offset inside it. With
+    # only the pooled regression above the teacher still guessed the mean block position on the first
+    # frame (4 cm off, measured) and used the arm's pose as a proxy later on.
+    keypoint_weight: float = 1.0
     # Stacked camera frames (1 or 2; see DVLAConfig.num_frames) for teacher/scratch; distill copies
     # the teacher's. Two frames make the belt speed observable.
     num_frames: int = 2
@@ -162,6 +167,8 @@ class StageTrainer:
         states = self.train_set.scene_state
         if self.teacher is None and states is not None and cfg.aux_weight > 0.0:
             model_cfg = replace(model_cfg, aux_state_dim=states.shape[1])
+        if self.teacher is None and states is not None and cfg.keypoint_weight > 0.0:
+            model_cfg = replace(model_cfg, keypoint_head=True)
         # aux targets are standardised per dimension so each counts alike in the MSE
         self.aux_mean = None if states is None else torch.from_numpy(states.mean(0))
         self.aux_std = None if states is None else torch.from_numpy(states.std(0).clip(1e-4))
@@ -203,10 +210,16 @@ class StageTrainer:
         ce = F.cross_entropy(logits[m].float(), bins[m])
         parts = {"ce": float(ce.detach())}
         loss = ce
-        aux_loss = self._aux_loss(aux, batch)
+        aux_loss = self._aux_loss(aux["state"], batch)
         if aux_loss is not None:
             parts["aux"] = float(aux_loss.detach())
-            loss = loss + self.cfg.aux_weight * aux_loss
+            aux_loss = self.cfg.aux_weight * aux_loss
+        kp_loss = self._keypoint_loss(aux["keypoint"], batch)
+        if kp_loss is not None:
+            parts["keypoint"] = float(kp_loss.detach())
+            aux_loss = (0.0 if aux_loss is None else aux_loss) + self.cfg.keypoint_weight * kp_loss
+        if aux_loss is not None:
+            loss = loss + aux_loss
         if self.teacher is None:
             return loss, parts
         with torch.no_grad():
@@ -215,7 +228,7 @@ class StageTrainer:
             )
         kl = _kl_teacher_to_student(t_logits, logits, m)
         parts["kl"] = float(kl.detach())
-        aux_term = 0.0 if aux_loss is None else self.cfg.aux_weight * aux_loss
+        aux_term = 0.0 if aux_loss is None else aux_loss
         return self.cfg.kl_weight * kl + self.cfg.ce_weight * ce + aux_term, parts
 
     def _aux_loss(self, aux: torch.Tensor | None, batch: ChunkBatch) -> torch.Tensor | None:
@@ -224,6 +237,28 @@ class StageTrainer:
             return None
         target = (batch.scene_state - self.aux_mean) / self.aux_std
         return F.mse_loss(aux.float(), target)
+
+    def _keypoint_targets(self, uv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uv [B, 2] in 0..1 (NaN = not visible) -> valid [B], token index [B], offset in the patch [B, 2]."""
+        side = math.isqrt(self.model.num_image_tokens)
+        valid = torch.isfinite(uv).all(dim=1)
+        grid = torch.nan_to_num(uv, nan=0.0).clamp(0.0, 1.0 - 1e-6) * side
+        cell = grid.floor()
+        index = (cell[:, 1] * side + cell[:, 0]).long()
+        return valid, index, grid - cell
+
+    def _keypoint_loss(self, kp: torch.Tensor | None, batch: ChunkBatch) -> torch.Tensor | None:
+        """CE over image tokens for the block's patch + L1 on its offset inside the patch."""
+        if kp is None or batch.block_uv is None or self.cfg.keypoint_weight <= 0.0:
+            return None
+        valid, index, offset = self._keypoint_targets(batch.block_uv)
+        if not bool(valid.any()):
+            return kp.sum() * 0.0
+        kp, index, offset = kp[valid].float(), index[valid], offset[valid]
+        ce = F.cross_entropy(kp[..., 0], index)
+        rows = torch.arange(len(index))
+        l1 = F.l1_loss(torch.sigmoid(kp[rows, index, 1:3]), offset)
+        return ce + 5.0 * l1
 
     @torch.inference_mode()
     def evaluate(self) -> dict:
@@ -243,6 +278,12 @@ class StageTrainer:
         err = np.abs(tok.space.to_absolute(tok.decode(pred_full), b.proprio.numpy()) - b.actions)
         self.model.train()
         out = {"val_ce": ce, "val_acc": acc, "val_abs_err": float(err[..., :7].mean())}
+        kp = aux["keypoint"]
+        if kp is not None and b.block_uv is not None:
+            valid, index, _ = self._keypoint_targets(b.block_uv)
+            if bool(valid.any()):
+                out["val_keypoint_acc"] = float((kp[valid][..., 0].argmax(dim=1) == index[valid]).float().mean())
+        aux = aux["state"]
         if aux is not None and b.scene_state is not None:
             # block-to-grasp offset error in metres: how well the model knows where to go
             pred_state = aux * self.aux_std + self.aux_mean
@@ -270,7 +311,10 @@ class StageTrainer:
             row.update(parts)
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps or step == 0:
                 row.update(self.evaluate())
-                bar.set_postfix(loss=f"{float(loss.detach()):.3f}", val_ce=f"{row['val_ce']:.3f}")
+                shown = {"loss": f"{float(loss.detach()):.3f}", "val_ce": f"{row['val_ce']:.3f}"}
+                if "val_keypoint_acc" in row:
+                    shown["kp_acc"] = f"{row['val_keypoint_acc']:.2f}"
+                bar.set_postfix(shown)
             rows.append(row)
             if cfg.save_every and (step + 1) % cfg.save_every == 0 and step + 1 < cfg.steps:
                 self.model.eval()
@@ -349,6 +393,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--num-frames", type=int, choices=(1, 2), default=TrainConfig.num_frames,
                    help="stacked camera frames (teacher/scratch)")
     p.add_argument("--save-every", type=int, default=0, help="intermediate checkpoints every N steps")
+    p.add_argument("--keypoint-weight", type=float, default=TrainConfig.keypoint_weight,
+                   help="weight of the block keypoint loss on the image tokens (0 = off)")
     p.add_argument("--aux-weight", type=float, default=TrainConfig.aux_weight,
                    help="weight of the auxiliary block-pose regression (0 = off)")
     p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch intra-op threads")
@@ -362,6 +408,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
         ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
         proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
+        keypoint_weight=a.keypoint_weight,
     )
 
 
