@@ -140,6 +140,26 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
 
 
+def _merge(sets: list[dict]) -> dict:
+    if len(sets) == 1:
+        return sets[0]
+    out = dict(sets[0])
+    offset = 0
+    episodes = []
+    for s in sets:
+        episodes.append(s["episode"] + offset)
+        offset += int(s["episode"].max()) + 1
+    out["episode"] = np.concatenate(episodes)
+    for key in ("images", "proprio", "actions"):
+        out[key] = np.concatenate([s[key] for s in sets])
+    out["instructions"] = [t for s in sets for t in s["instructions"]]
+    if all("scene_state" in s for s in sets):
+        out["scene_state"] = np.concatenate([s["scene_state"] for s in sets])
+    else:
+        out.pop("scene_state", None)
+    return out
+
+
 def split_episodes(episode: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Episode ids for training and validation (at least one of each when there are two or more)."""
     ids = np.unique(episode)
@@ -153,8 +173,9 @@ def load_samplers(
     data_dir: str, horizon: int, image_size: int, encode_instruction, val_fraction: float = 0.1, seed: int = 0,
     num_frames: int = 1, frame_gap: int = 10,
 ) -> tuple[ChunkSampler, ChunkSampler, dict]:
-    """Load a demonstration directory into train and validation samplers, plus its stats.json."""
-    arrays = load_demo_arrays(data_dir)
+    """Load demonstration directories (comma-separated) into train and validation samplers, plus the
+    first directory's stats.json. Episode ids of later directories are offset to stay unique."""
+    arrays = _merge([load_demo_arrays(d) for d in str(data_dir).split(",") if d])
     train_eps, val_eps = split_episodes(arrays["episode"], val_fraction, seed)
     common = dict(
         images=arrays["images"], proprio=arrays["proprio"], actions=arrays["actions"], episode=arrays["episode"],

@@ -98,27 +98,80 @@ _worker_expert = None
 
 
 _worker_noise = 0.0
+_worker_takeover: tuple[Any, tuple[int, int]] | None = None
 
 
-def _init_worker(sim_config: dict[str, Any], action_noise: float = 0.0) -> None:
-    global _worker_env, _worker_expert, _worker_noise
+def _init_worker(
+    sim_config: dict[str, Any], action_noise: float = 0.0, takeover: tuple[str, tuple[int, int]] | None = None
+) -> None:
+    global _worker_env, _worker_expert, _worker_noise, _worker_takeover
     from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
     from fast_dvla_ros.sim.expert import ScriptedExpert
 
     _worker_env = ConveyorPickEnv(SimConfig.from_dict(sim_config))
     _worker_expert = ScriptedExpert()
     _worker_noise = action_noise
+    _worker_takeover = None
+    if takeover is not None:
+        import torch
+
+        from fast_dvla_ros.core.policy import Policy
+
+        torch.set_num_threads(1)
+        checkpoint, steps = takeover
+        decoder = "bidirectional" if "bidirectional" in json.loads(
+            (Path(checkpoint) / "config.json").read_text()
+        )["attention"] else "pipelined"
+        _worker_takeover = (Policy.load(checkpoint, decoder=decoder), steps)
 
 
-def run_expert_episode(env, expert, seed: int, action_noise: float = 0.0) -> EpisodeRecord:
+def _run_policy(env, policy, obs: dict, info: dict, steps: int) -> tuple[dict, dict, bool]:
+    """Let ``policy`` drive for ``steps`` control steps (4 actions per chunk); returns obs, info, done."""
+    from fast_dvla_ros.core.frame_history import FrameHistory
+    from fast_dvla_ros.core.policy import Observation
+
+    history = FrameHistory(policy.frame_gap_s(env.control_hz)) if policy.num_frames == 2 else None
+    if history is not None:
+        history.push(0.0, obs["image"])
+    t = 0
+    while t < steps:
+        proprio = np.r_[obs["joint_pos"], obs["gripper_width"]].astype(np.float32)
+        prev = history.previous(t / env.control_hz) if history is not None else None
+        chunk = policy.predict(Observation(obs["image"], proprio, info["instruction"], prev)).actions
+        for action in chunk[: min(4, steps - t)]:
+            obs, _, terminated, truncated, info = env.step(action)
+            t += 1
+            if history is not None:
+                history.push(t / env.control_hz, obs["image"])
+            if terminated or truncated:
+                return obs, info, True
+    return obs, info, False
+
+
+def run_expert_episode(
+    env, expert, seed: int, action_noise: float = 0.0, takeover: tuple[Any, tuple[int, int]] | None = None
+) -> EpisodeRecord:
     """Roll out the expert for one seeded episode and record every control step.
 
     ``action_noise`` (rad, DART-style): the *executed* joint targets get slowly varying noise (AR(1),
     correlation 0.9 per step, this stationary std) while the *recorded* label stays the expert's
     clean target. The arm then visits states off the expert's path, labelled with the way back,
     which is what a cloned policy needs once its own small errors compound in closed loop.
+
+    ``takeover`` = (policy, (lo, hi)): a trained policy drives for a random lo..hi steps first, then
+    the expert takes over from wherever the policy left the arm, and only the expert's part is
+    recorded (DAgger-style recovery data: the states a cloned policy really reaches, labelled with
+    how the expert gets from there to a pick).
     """
     obs, info = env.reset(seed=seed)
+    if takeover is not None:
+        policy, (lo, hi) = takeover
+        k = int(np.random.default_rng(seed + 104729).integers(lo, hi + 1))
+        obs, info, done = _run_policy(env, policy, obs, info, k)
+        if done:  # the policy ended the episode (rare: a drop or a pick); nothing for the expert to show
+            return EpisodeRecord(seed, False, "policy_ended", np.zeros((0, 1, 1, 3), np.uint8), np.zeros((0, 8)),
+                                 np.zeros((0, 8)), str(info["instruction"]), float(info["belt_speed"]),
+                                 float(info["lateral_offset"]), str(info["block_color"]))
     expert.reset(obs, info)
     images, wrist, proprio, actions, states = [], [], [], [], []
     max_steps = int(env.config.episode_time_limit * env.control_hz) + 2
@@ -157,15 +210,16 @@ def run_expert_episode(env, expert, seed: int, action_noise: float = 0.0) -> Epi
 
 
 def _worker_episode(seed: int) -> EpisodeRecord:
-    return run_expert_episode(_worker_env, _worker_expert, seed, _worker_noise)
+    return run_expert_episode(_worker_env, _worker_expert, seed, _worker_noise, _worker_takeover)
 
 
 def _episodes(
-    sim_config: dict[str, Any], seeds: range, workers: int, action_noise: float = 0.0
+    sim_config: dict[str, Any], seeds: range, workers: int, action_noise: float = 0.0,
+    takeover: tuple[str, tuple[int, int]] | None = None,
 ) -> Iterator[EpisodeRecord]:
     """Episodes in seed order, from this process or a pool of spawned workers."""
     if workers <= 1:
-        _init_worker(sim_config, action_noise)
+        _init_worker(sim_config, action_noise, takeover)
         try:
             for seed in seeds:
                 yield _worker_episode(seed)
@@ -174,7 +228,7 @@ def _episodes(
             _worker_expert.close()
         return
     ctx = multiprocessing.get_context("spawn")  # no inherited pybullet/torch state in the workers
-    with ctx.Pool(workers, initializer=_init_worker, initargs=(sim_config, action_noise)) as pool:
+    with ctx.Pool(workers, initializer=_init_worker, initargs=(sim_config, action_noise, takeover)) as pool:
         yield from pool.imap(_worker_episode, seeds, chunksize=1)
 
 
@@ -230,6 +284,7 @@ def generate(
     max_attempts: int | None = None,
     progress: bool = True,
     action_noise: float = 0.0,
+    takeover: tuple[str, tuple[int, int]] | None = None,
 ) -> dict[str, Any]:
     """Generate ``episodes`` successful expert episodes into ``out``; returns the generation summary."""
     from tqdm import tqdm
@@ -259,7 +314,7 @@ def generate(
     n_kept = attempts = frames = 0
     t0 = time.perf_counter()
     bar = tqdm(total=episodes, desc="expert demos", unit="ep", disable=not progress, dynamic_ncols=True)
-    gen = _episodes(cfg.to_dict(), seeds, workers, action_noise)
+    gen = _episodes(cfg.to_dict(), seeds, workers, action_noise, takeover)
     try:
         for rec in gen:
             attempts += 1
@@ -307,6 +362,7 @@ def generate(
         "episodes_per_min": attempts / wall * 60.0,
         "workers": workers,
         "action_noise": action_noise,
+        "takeover": None if takeover is None else {"checkpoint": str(takeover[0]), "steps": list(takeover[1])},
     }
     meta = {
         "format": FORMAT_NAME,
@@ -482,6 +538,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--action-noise", type=float, default=0.0,
                    help="std (rad) of slowly varying noise on the executed joint targets; labels stay clean (DART)")
+    p.add_argument("--takeover-checkpoint", type=Path, default=None,
+                   help="a trained policy drives first, then the expert takes over (recovery data)")
+    p.add_argument("--takeover-steps", type=int, nargs=2, default=(10, 60), metavar=("LO", "HI"),
+                   help="policy steps before the takeover, uniform in LO..HI")
     a = p.parse_args(argv)
     sim = json.loads(a.sim_config.read_text()) if a.sim_config else {}
     if a.image_size is not None:
@@ -495,6 +555,7 @@ def main(argv: list[str] | None = None) -> int:
         sim_config=sim,
         progress=not a.no_progress,
         action_noise=a.action_noise,
+        takeover=None if a.takeover_checkpoint is None else (str(a.takeover_checkpoint), tuple(a.takeover_steps)),
     )
     print(json.dumps(summary, indent=2))
     return 0

@@ -81,6 +81,7 @@ class TrainConfig:
     # the teacher's. Two frames make the belt speed observable.
     num_frames: int = 2
     teacher_dir: str | None = None  # distill only
+    init_from: str | None = None  # teacher/scratch: start from this checkpoint (its config and bins)
     kl_weight: float = 1.0  # distill only
     ce_weight: float = 0.5  # distill: ground-truth CE added to the KL
     eval_every: int = 50
@@ -172,10 +173,15 @@ class StageTrainer:
         # aux targets are standardised per dimension so each counts alike in the MSE
         self.aux_mean = None if states is None else torch.from_numpy(states.mean(0))
         self.aux_std = None if states is None else torch.from_numpy(states.std(0).clip(1e-4))
-        self.model = DVLA(model_cfg, tokenizer)
-        if self.teacher is not None:
+        if cfg.init_from:  # weights, bins and proprio statistics all come with the checkpoint
+            self.model = DVLA.from_pretrained(cfg.init_from).train()
+            if self.model.config.attention != model_cfg.attention or self.model.config.num_frames != cfg.num_frames:
+                raise ValueError(f"{cfg.init_from} does not match the stage's attention / --num-frames")
+        elif self.teacher is not None:
+            self.model = DVLA(model_cfg, tokenizer)
             self.model.load_state_dict(self.teacher.state_dict())  # student starts from the teacher
         else:
+            self.model = DVLA(model_cfg, tokenizer)
             self.model.set_proprio_stats(stats["proprio"]["mean"], stats["proprio"]["std"])
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.val_fixed = self.val_set.fixed(cfg.val_batch, seed=cfg.seed + 1)
@@ -383,6 +389,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--teacher-dir")
+    p.add_argument("--init-from", help="teacher/scratch: continue from this checkpoint")
     p.add_argument("--steps", type=int, default=TrainConfig.steps)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
@@ -408,7 +415,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
         ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
         proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
-        keypoint_weight=a.keypoint_weight,
+        keypoint_weight=a.keypoint_weight, init_from=a.init_from,
     )
 
 
