@@ -136,3 +136,31 @@ def test_action_noise_perturbs_the_executed_path_but_records_clean_expert_labels
     # During the approach (the first 0.5 s, before phase timing differs) the arm left the clean path, mildly.
     gap = np.abs(noisy.proprio[:15, :7] - clean.proprio[:15, :7]).max()
     assert 0.005 < gap < 0.2, gap
+
+
+def test_takeover_records_only_the_expert_part_after_the_policy_drove(tmp_path):
+    """Recovery data: a (here untrained) policy drives 6 steps, then the expert finishes from there."""
+    import torch
+
+    from fast_dvla_ros.core.config import DVLAConfig
+    from fast_dvla_ros.core.model import DVLA
+    from fast_dvla_ros.core.policy import Policy
+    from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
+    from fast_dvla_ros.sim.expert import ScriptedExpert
+    from fast_dvla_ros.train.demos import run_expert_episode
+
+    torch.manual_seed(0)
+    model = DVLA(DVLAConfig.preset("tiny", attention="bidirectional", num_frames=2))
+    model.save_pretrained(tmp_path / "ck")
+    policy = Policy.load(tmp_path / "ck", decoder="bidirectional")
+    env, expert = ConveyorPickEnv(SimConfig(image_size=32)), ScriptedExpert()
+    try:
+        clean = run_expert_episode(env, expert, seed=5)
+        taken = run_expert_episode(env, expert, seed=5, takeover=(policy, (6, 6)))
+    finally:
+        env.close()
+        expert.close()
+    # the recorded part starts where the policy left the arm: 6 steps of its (random) actions later
+    assert not np.allclose(taken.proprio[0], clean.proprio[0], atol=1e-4)
+    assert taken.scene_state[0, 1] > clean.scene_state[0, 1]  # the belt carried the block on meanwhile
+    assert taken.length > 0 and taken.actions.shape[1] == 8
