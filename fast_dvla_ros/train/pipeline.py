@@ -1,10 +1,14 @@
 """`make train`: reproduce the shipped checkpoints from nothing.
 
-1. demonstrations from the scripted expert in the conveyor simulator,
-2. the bidirectional teacher (masked-diffusion SFT),
-3. the block-causal student by asymmetric distillation from the frozen teacher,
-4. the block-causal student from scratch with the same budget (convergence baseline),
-5. a side-by-side convergence plot/CSV of 3 vs 4, and the checkpoints copied into ``models/``.
+1. demonstrations from the scripted expert in the conveyor simulator (clean), and a second set with
+   DART noise on the executed joint targets (labels stay clean);
+2. a base teacher (bidirectional, masked-diffusion SFT) on the DART set;
+3. recovery demonstrations: the base teacher's 1000-step checkpoint drives for 10-70 steps, then the
+   expert takes over from where it left the arm (only the expert's part is recorded);
+4. the teacher: the base teacher fine-tuned on all three sets;
+5. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
+6. the block-causal student from scratch with the same budget (convergence baseline);
+7. a side-by-side convergence plot/CSV of 5 vs 6, and the checkpoints copied into ``models/``.
 
 Every stage is skipped when its output already exists (delete the run directory to redo it), so
 an interrupted run resumes at the stage it was in.
@@ -48,36 +52,50 @@ def convergence_report(distill_rows: list[dict], scratch_rows: list[dict]) -> di
     }
 
 
+def _run_stage(cfg: TrainConfig) -> None:
+    if (Path(cfg.out_dir) / "summary.json").exists():
+        print(f"[train] {cfg.stage}: done already ({cfg.out_dir})")
+        return
+    StageTrainer(cfg).run()
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", type=Path, default=Path("runs/train"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--episodes", type=int, default=400, help="demonstration episodes")
-    p.add_argument("--teacher-steps", type=int, default=3000)
+    p.add_argument("--base-steps", type=int, default=3000, help="base teacher on the DART set")
+    p.add_argument("--teacher-steps", type=int, default=1000, help="teacher fine-tuning on all sets")
+    p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--preset", default="sim")
     p.add_argument("--no-copy", action="store_true", help="do not copy the checkpoints into --models-dir")
     a = p.parse_args(argv)
     run = a.run_dir
-    data = run / "demos"
+    data, dart, takeover = run / "demos", run / "demos_dart", run / "demos_takeover"
+    demos = [sys.executable, "-m", "fast_dvla_ros.train.demos"]
     if not (data / "meta.json").exists():
-        subprocess.run(
-            [sys.executable, "-m", "fast_dvla_ros.train.demos", "--episodes", str(a.episodes), "--out", str(data)],
-            check=True,
-        )
-    common = dict(data_dir=str(data), batch_size=a.batch_size, preset=a.preset)
-    stages = [
-        TrainConfig(stage="teacher", out_dir=str(run / "teacher"), steps=a.teacher_steps, **common),
+        subprocess.run([*demos, "--episodes", str(a.episodes), "--out", str(data)], check=True)
+    if not (dart / "meta.json").exists():
+        subprocess.run([*demos, "--episodes", str(a.episodes), "--action-noise", "0.03", "--out", str(dart)],
+                       check=True)
+    base = TrainConfig(stage="teacher", data_dir=str(dart), out_dir=str(run / "teacher_base"), steps=a.base_steps,
+                       batch_size=a.batch_size, preset=a.preset, save_every=1000)
+    _run_stage(base)
+    if not (takeover / "meta.json").exists():
+        subprocess.run([*demos, "--episodes", str(a.takeover_episodes), "--seed0", "5000", "--out", str(takeover),
+                        "--takeover-checkpoint", str(run / "teacher_base" / "step_1000"), "--takeover-steps", "10",
+                        "70"], check=True)
+    common = dict(data_dir=f"{data},{dart},{takeover}", batch_size=a.batch_size, preset=a.preset)
+    for cfg in (
+        TrainConfig(stage="teacher", out_dir=str(run / "teacher"), steps=a.teacher_steps,
+                    init_from=str(run / "teacher_base"), lr=5e-4, **common),
         TrainConfig(stage="distill", out_dir=str(run / "distill"), steps=a.student_steps,
                     teacher_dir=str(run / "teacher"), lr=5e-4, **common),
         TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
-    ]
-    for cfg in stages:
-        if (Path(cfg.out_dir) / "summary.json").exists():
-            print(f"[train] {cfg.stage}: done already ({cfg.out_dir})")
-            continue
-        StageTrainer(cfg).run()
+    ):
+        _run_stage(cfg)
 
     d_rows, s_rows = _read_log(run / "distill" / "log.csv"), _read_log(run / "scratch" / "log.csv")
     conv = convergence_report(d_rows, s_rows)
