@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--run-dir", type=Path, default=Path("runs/train"))
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--episodes", type=int, default=400, help="demonstration episodes")
-    p.add_argument("--base-steps", type=int, default=3000, help="base teacher on the DART set")
+    p.add_argument("--base-steps", type=int, default=2000,
+                   help="base teacher on the DART set (stopped at 2000 of a 3000-step cosine schedule)")
     p.add_argument("--teacher-steps", type=int, default=1000, help="teacher fine-tuning on all sets")
     p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
@@ -81,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([*demos, "--episodes", str(a.episodes), "--action-noise", "0.03", "--out", str(dart)],
                        check=True)
     base = TrainConfig(stage="teacher", data_dir=str(dart), out_dir=str(run / "teacher_base"), steps=a.base_steps,
-                       batch_size=a.batch_size, preset=a.preset, save_every=1000)
+                       batch_size=a.batch_size, preset=a.preset, save_every=1000,
+                       lr_schedule_steps=max(a.base_steps, 3000))
     _run_stage(base)
     if not (takeover / "meta.json").exists():
         subprocess.run([*demos, "--episodes", str(a.takeover_episodes), "--seed0", "5000", "--out", str(takeover),

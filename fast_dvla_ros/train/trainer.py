@@ -53,6 +53,7 @@ class TrainConfig:
     batch_size: int = 32
     lr: float = 1e-3
     min_lr_ratio: float = 0.05
+    lr_schedule_steps: int = 0  # length of the cosine schedule (0 = steps); longer = stop before it ends
     warmup_steps: int = 50
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -113,7 +114,8 @@ def _tokenizer_from_data(
 def _lr_at(step: int, cfg: TrainConfig) -> float:
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    total = cfg.lr_schedule_steps or cfg.steps
+    progress = (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps)
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
