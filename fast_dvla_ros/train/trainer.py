@@ -82,7 +82,7 @@ class TrainConfig:
     # the teacher's. Two frames make the belt speed observable.
     num_frames: int = 2
     teacher_dir: str | None = None  # distill only
-    init_from: str | None = None  # teacher/scratch: start from this checkpoint (its config and bins)
+    init_from: str | None = None  # start from this checkpoint (its config and bins); distill: an earlier student
     kl_weight: float = 1.0  # distill only
     ce_weight: float = 0.5  # distill: ground-truth CE added to the KL
     eval_every: int = 50
@@ -175,13 +175,17 @@ class StageTrainer:
         # aux targets are standardised per dimension so each counts alike in the MSE
         self.aux_mean = None if states is None else torch.from_numpy(states.mean(0))
         self.aux_std = None if states is None else torch.from_numpy(states.std(0).clip(1e-4))
-        if cfg.init_from:  # weights, bins and proprio statistics all come with the checkpoint
+        if cfg.init_from and self.teacher is None:  # weights, bins and proprio statistics come with the checkpoint
             self.model = DVLA.from_pretrained(cfg.init_from).train()
             if self.model.config.attention != model_cfg.attention or self.model.config.num_frames != cfg.num_frames:
                 raise ValueError(f"{cfg.init_from} does not match the stage's attention / --num-frames")
         elif self.teacher is not None:
             self.model = DVLA(model_cfg, tokenizer)
             self.model.load_state_dict(self.teacher.state_dict())  # student starts from the teacher
+        if cfg.init_from and self.teacher is not None:  # distillation continued from an earlier student
+            self.model = DVLA.from_pretrained(cfg.init_from).train()
+            if self.model.config.attention != "block_causal":
+                raise ValueError(f"{cfg.init_from} is not a block-causal student")
         else:
             self.model = DVLA(model_cfg, tokenizer)
             self.model.set_proprio_stats(stats["proprio"]["mean"], stats["proprio"]["std"])
