@@ -176,3 +176,12 @@ def test_executor_reanchors_to_the_arm_when_it_is_far_from_the_command() -> None
     assert core.add_chunk(0.08, **_fields(np.tile(moved, (8, 1)), stamp=0.08))
     cmd = core.tick(0.1)
     assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], moved, atol=1e-6)
+
+
+def test_executor_counts_sub_millimetre_clamps_without_an_empty_event() -> None:
+    core = ExecutorCore(PANDA, watchdog_timeout_s=0.5)
+    core.update_joint_state(NAMES, HOME, 10.0)
+    a = np.tile(HOME, (8, 1))
+    assert core.add_chunk(10.0, **_fields(a, gripper=np.full(8, -0.0003)))
+    assert core.counters.clamped_values == 8
+    assert core.counters.events == []  # nothing to report (an empty event used to log blank warnings)

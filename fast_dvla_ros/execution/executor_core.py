@@ -130,7 +130,8 @@ class ExecutorCore:
             return False
         if clamp.count:
             c.clamped_values += clamp.count
-            c.event(clamp.event)
+            if clamp.event:  # sub-millimetre overhangs are counted only (an empty event logged blank warnings)
+                c.event(clamp.event)
         anchor = None
         if self.q_ref is not None:
             anchor = np.concatenate([self.q_ref, [self.g_ref]])

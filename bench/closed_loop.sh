@@ -1,0 +1,12 @@
+#!/bin/bash
+# Closed-loop evaluation of the shipped checkpoints (bench/RESULTS.md section 1): the six rows, two
+# processes side by side on the 2 cores, N episodes per row (default 50). Run from the repository root.
+N=${1:-50}
+E=".venv/bin/python -m fast_dvla_ros.train.closed_loop --episodes $N --threads 1"
+mkdir -p runs/eval
+$E --checkpoint models/teacher_bidirectional --decoder bidirectional --checkpoint models/student_distilled --decoder pipelined --json runs/eval/p1.json > runs/eval/p1.txt 2>&1 &
+$E --checkpoint models/student_distilled --decoder block_cache --checkpoint models/student_scratch --decoder pipelined --json runs/eval/p2.json > runs/eval/p2.txt 2>&1 &
+wait
+$E --checkpoint models/teacher_bidirectional --decoder bidirectional --belt-speed 0.08 0.12 --json runs/eval/p3.json > runs/eval/p3.txt 2>&1 &
+$E --checkpoint models/student_distilled --decoder pipelined --belt-speed 0.08 0.12 --json runs/eval/p4.json > runs/eval/p4.txt 2>&1 &
+wait
