@@ -120,3 +120,14 @@ def test_proprio_dropout_replaces_inputs_by_the_mean_pose_only_in_training(demos
     assert not torch.allclose(dropped, batch.proprio)
     trainer.model.eval()
     assert trainer._drop_proprio(batch.proprio) is batch.proprio
+
+
+def test_init_from_continues_a_checkpoint_and_checks_its_attention(teacher_dir: Path, demos: Path,
+                                                                  tmp_path: Path) -> None:
+    cont = StageTrainer(_cfg("teacher", demos, tmp_path / "t", steps=1, init_from=str(teacher_dir)))
+    saved = DVLA.from_pretrained(teacher_dir)
+    for (name, a), b in zip(cont.model.state_dict().items(), saved.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    with pytest.raises(ValueError, match="attention"):  # a bidirectional model cannot continue a student
+        StageTrainer(_cfg("distill", demos, tmp_path / "d", steps=1, teacher_dir=str(teacher_dir),
+                          init_from=str(teacher_dir)))

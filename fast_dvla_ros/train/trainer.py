@@ -175,17 +175,17 @@ class StageTrainer:
         # aux targets are standardised per dimension so each counts alike in the MSE
         self.aux_mean = None if states is None else torch.from_numpy(states.mean(0))
         self.aux_std = None if states is None else torch.from_numpy(states.std(0).clip(1e-4))
-        if cfg.init_from and self.teacher is None:  # weights, bins and proprio statistics come with the checkpoint
+        if cfg.init_from:  # weights, bins and proprio statistics come with the checkpoint
+            # teacher/scratch: continue a run of the same stage; distill: continue an earlier student
             self.model = DVLA.from_pretrained(cfg.init_from).train()
-            if self.model.config.attention != model_cfg.attention or self.model.config.num_frames != cfg.num_frames:
+            expected = "block_causal" if self.teacher is not None else model_cfg.attention
+            if self.model.config.attention != expected or (
+                self.teacher is None and self.model.config.num_frames != cfg.num_frames
+            ):
                 raise ValueError(f"{cfg.init_from} does not match the stage's attention / --num-frames")
         elif self.teacher is not None:
             self.model = DVLA(model_cfg, tokenizer)
             self.model.load_state_dict(self.teacher.state_dict())  # student starts from the teacher
-        if cfg.init_from and self.teacher is not None:  # distillation continued from an earlier student
-            self.model = DVLA.from_pretrained(cfg.init_from).train()
-            if self.model.config.attention != "block_causal":
-                raise ValueError(f"{cfg.init_from} is not a block-causal student")
         else:
             self.model = DVLA(model_cfg, tokenizer)
             self.model.set_proprio_stats(stats["proprio"]["mean"], stats["proprio"]["std"])
