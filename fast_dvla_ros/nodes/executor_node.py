@@ -11,6 +11,7 @@ ExecutorStatus. See fast_dvla_ros/execution/ for the decisions themselves.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 from rclpy.node import Node
@@ -54,8 +55,14 @@ class ExecutorNode(Node):
         p("gripper_min_width", 0.0, _desc("Smallest gripper width command (m)", 0.0, 0.08))
         p("gripper_max_width", 0.08, _desc("Largest gripper width command (m)", 0.0, 0.08))
         p("use_franka_gripper", False, _desc("Also send franka_gripper ~/move and ~/grasp goals (needs franka_msgs)"))
+        p(
+            "realtime_priority",
+            0,
+            _desc("SCHED_FIFO priority of this process (1-98; 0 = normal; needs CAP_SYS_NICE)", 0, 98, True),
+        )
 
         g = self.get_parameter
+        self._set_realtime_priority(int(g("realtime_priority").value))
         self.joint_names = list(g("joint_names").value)
         try:
             limits = load_joint_limits(str(g("joint_limits").value))
@@ -112,6 +119,17 @@ class ExecutorNode(Node):
             sequence_id=int(msg.sequence_id),
             action_kind=msg.action_kind,
         )
+
+    def _set_realtime_priority(self, priority: int) -> None:
+        """Run the 30 Hz tick under SCHED_FIFO, as ros2_control runs its control thread: on a busy machine
+        a normally scheduled process can wake milliseconds late. Refused without the privilege: warn, go on."""
+        if priority <= 0:
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            self.get_logger().info(f"SCHED_FIFO priority {priority}")
+        except (PermissionError, OSError, AttributeError) as exc:
+            self.get_logger().warning(f"realtime_priority {priority} not applied ({exc}); normal scheduling")
 
     def _tick(self) -> None:
         now = self._now()
