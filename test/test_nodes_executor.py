@@ -167,3 +167,19 @@ def test_bad_parameters_exit_nonzero_with_a_message() -> None:
         node.stop()
     assert code == 2, out
     assert "blend mode" in out and "Traceback" not in out
+
+
+def test_realtime_priority_is_applied_or_refused_with_a_warning() -> None:
+    """SCHED_FIFO where the process may have it (root in CI), a warning and normal scheduling where not."""
+    node = NodeProcess("executor_node", ["-p", "realtime_priority:=20"])
+    try:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and "SCHED_FIFO priority 20" not in node.output \
+                and "not applied" not in node.output:
+            time.sleep(0.2)
+        assert node.alive(), node.output
+        out = node.output
+        assert ("SCHED_FIFO priority 20" in out) != ("realtime_priority 20 not applied" in out), out
+    finally:
+        code, out = node.stop()
+    assert code == 0 and "Traceback" not in out, out
