@@ -24,8 +24,38 @@ import numpy as np
 from tqdm import tqdm
 
 from fast_dvla_ros.core.frame_history import FrameHistory
-from fast_dvla_ros.core.policy import Observation, Policy
+from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 from fast_dvla_ros.evaluation.intervals import wilson_interval
+
+
+class PolicyDriver:
+    """A policy driving simulator episodes: keeps the frames a two-frame checkpoint needs and turns a
+    simulator observation into a decoded chunk. Shared by the evaluation and the recovery-data
+    generator (``demos --takeover-checkpoint``), so both feed the policy exactly alike."""
+
+    def __init__(self, policy: Policy, control_hz: float) -> None:
+        self.policy = policy
+        self.control_hz = control_hz
+        self.history = FrameHistory(policy.frame_gap_s(control_hz)) if policy.num_frames == 2 else None
+        self.steps = 0
+
+    def reset(self, obs: dict) -> None:
+        """A new episode starts with ``obs``."""
+        self.steps = 0
+        if self.history is not None:
+            self.history.clear()
+            self.history.push(0.0, obs["image"])
+
+    def decide(self, obs: dict, instruction: str) -> PolicyResult:
+        proprio = np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]).astype(np.float32)
+        previous = self.history.previous(self.steps / self.control_hz) if self.history is not None else None
+        return self.policy.predict(Observation(obs["image"], proprio, instruction, previous))
+
+    def stepped(self, obs: dict) -> None:
+        """One control step was executed and produced ``obs``."""
+        self.steps += 1
+        if self.history is not None:
+            self.history.push(self.steps / self.control_hz, obs["image"])
 
 
 @dataclass
@@ -81,33 +111,27 @@ def evaluate(
     tokens: list[int] = []
     per_episode: list[dict] = []
     policy.warmup()
-    history = FrameHistory(policy.frame_gap_s(env.control_hz)) if policy.num_frames == 2 else None
+    driver = PolicyDriver(policy, env.control_hz)
     bar = tqdm(range(episodes), desc=f"eval {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
     try:
         for i in bar:
             obs, info = env.reset(seed=seed0 + i)
             instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
-            done, steps = False, 0
-            if history is not None:
-                history.clear()
-                history.push(0.0, obs["image"])
+            done = False
+            driver.reset(obs)
             while not done:
-                proprio = np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]).astype(np.float32)
-                previous = history.previous(steps / env.control_hz) if history is not None else None
-                result = policy.predict(Observation(obs["image"], proprio, instruction, previous))
+                result = driver.decide(obs, instruction)
                 latencies.append(result.stats.latency_s)
                 forwards.append(result.stats.forward_passes)
                 tokens.append(result.stats.tokens_committed)
                 for action in result.actions[:execute_steps]:
                     obs, _, terminated, truncated, info = env.step(action)
-                    steps += 1
-                    if history is not None:
-                        history.push(steps / env.control_hz, obs["image"])
+                    driver.stepped(obs)
                     if terminated or truncated:
                         done = True
                         break
             per_episode.append({
-                "seed": seed0 + i, "success": bool(info.get("success")), "steps": steps,
+                "seed": seed0 + i, "success": bool(info.get("success")), "steps": driver.steps,
                 "failure_cause": info.get("failure_cause", ""), "belt_speed": info.get("belt_speed"),
             })
             bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")

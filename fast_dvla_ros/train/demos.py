@@ -126,23 +126,17 @@ def _init_worker(
 
 
 def _run_policy(env, policy, obs: dict, info: dict, steps: int) -> tuple[dict, dict, bool]:
-    """Let ``policy`` drive for ``steps`` control steps (4 actions per chunk); returns obs, info, done."""
-    from fast_dvla_ros.core.frame_history import FrameHistory
-    from fast_dvla_ros.core.policy import Observation
+    """Let ``policy`` drive for ``steps`` control steps (4 actions per chunk, as in the evaluation);
+    returns obs, info, done."""
+    from fast_dvla_ros.train.closed_loop import PolicyDriver
 
-    history = FrameHistory(policy.frame_gap_s(env.control_hz)) if policy.num_frames == 2 else None
-    if history is not None:
-        history.push(0.0, obs["image"])
-    t = 0
-    while t < steps:
-        proprio = np.r_[obs["joint_pos"], obs["gripper_width"]].astype(np.float32)
-        prev = history.previous(t / env.control_hz) if history is not None else None
-        chunk = policy.predict(Observation(obs["image"], proprio, info["instruction"], prev)).actions
-        for action in chunk[: min(4, steps - t)]:
+    driver = PolicyDriver(policy, env.control_hz)
+    driver.reset(obs)
+    while driver.steps < steps:
+        chunk = driver.decide(obs, info["instruction"]).actions
+        for action in chunk[: min(4, steps - driver.steps)]:
             obs, _, terminated, truncated, info = env.step(action)
-            t += 1
-            if history is not None:
-                history.push(t / env.control_hz, obs["image"])
+            driver.stepped(obs)
             if terminated or truncated:
                 return obs, info, True
     return obs, info, False
