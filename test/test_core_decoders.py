@@ -154,6 +154,35 @@ def test_bad_parameters() -> None:
         make_decoder("pipelined", m, tokens_per_step=0)
     with pytest.raises(TypeError):
         make_decoder("block_cache", m, tau_add=0.5)
+    with pytest.raises(ValueError, match="readout"):
+        make_decoder("pipelined", m, readout="median")
+
+
+def test_mean_readout_on_ordinal_positions_argmax_elsewhere() -> None:
+    """A wide, skewed distribution: the mode (bin 2) is far from the mean (bin 6); the gripper-like
+    position keeps its mode, and the confidence is the mode's probability under both readouts."""
+    probs = torch.zeros(1, 2, 12)
+    probs[0, :, 2], probs[0, :, 9], probs[0, :, 10] = 0.40, 0.35, 0.25
+    logits = probs.clamp_min(1e-9).log()
+    pred, conf = U.predict(logits, mean_positions=torch.tensor([True, False]))
+    assert pred.tolist() == [[6, 2]]
+    assert torch.allclose(conf, torch.tensor([[0.40, 0.40]]), atol=1e-5)
+    pred_argmax, _ = U.predict(logits)
+    assert pred_argmax.tolist() == [[2, 2]]
+
+
+def test_decoders_read_the_gripper_by_argmax(model: DVLA) -> None:
+    gripper = model.action_tokenizer.space.gripper_index
+    mean_dims = make_decoder("pipelined", model)._mean_dims  # block decoders: mean by default
+    assert gripper is not None and not bool(mean_dims[gripper])
+    assert int(mean_dims.sum()) == model.config.action_dim - 1
+    assert not bool(make_decoder("pipelined", model, readout="argmax")._mean_dims.any())
+    assert not bool(make_decoder("bidirectional", model)._mean_dims.any())  # the baseline's default: argmax
+    assert int(make_decoder("bidirectional", model, readout="mean")._mean_dims.sum()) == model.config.action_dim - 1
+    # both readouts decode complete chunks; argmax and mean differ only where the distribution is not peaked
+    for readout in ("mean", "argmax"):
+        out = make_decoder("bidirectional", model, readout=readout).decode(_batch(model))
+        assert out.tokens.shape == (1, model.config.horizon, model.config.action_dim)
 
 
 def test_fast_backbone_matches_transformers_full_and_cached(model: DVLA) -> None:

@@ -71,6 +71,7 @@ class PolicyNode(Node):
         p("decoder", "pipelined", _desc(f"Decoder: {', '.join(DECODERS)}"))
         p("device", "cpu", _desc("Torch device: cpu or cuda"))
         p("tau_conf", 0.5, _desc("Confidence threshold for committing tokens", 0.0, 1.0))
+        p("readout", "", _desc("Joint bins: 'mean' (predictive mean, gripper argmax), 'argmax'; '' = the decoder's"))
         p("n", 2, _desc("Pipelined: commit at least remaining/n tokens of fully active blocks", 1, 64, True))
         p("tau_add", 0.5, _desc("Pipelined: add a new block when the last is this decoded", 0.0, 1.0))
         p("tau_act", 0.7, _desc("Pipelined: activate a block when its predecessor is this decoded", 0.0, 1.0))
@@ -152,7 +153,8 @@ class PolicyNode(Node):
         threads = int(g("num_threads").value)
         if threads > 0:
             torch.set_num_threads(threads)
-        kwargs: dict[str, float | int] = {}
+        readout = str(g("readout").value)
+        kwargs: dict[str, float | int | str | None] = {"readout": readout or None}
         if decoder == "bidirectional":
             kwargs["steps"] = int(g("steps").value)
         else:

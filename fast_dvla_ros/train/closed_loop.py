@@ -174,6 +174,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
+    p.add_argument("--readout", choices=["mean", "argmax"], default=None,
+                   help="joint bins by the predictive mean (gripper: argmax) or argmax everywhere; "
+                   "default: the decoder's own (argmax for bidirectional/prefix_cache, mean for block decoders)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 when other jobs share the CPU)")
     a = p.parse_args(argv)
     if a.threads:
@@ -190,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t0 = time.perf_counter()
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
-        policy = Policy.load(ckpt, decoder=dec, **(kwargs if dec != "bidirectional" else {}))
+        policy = Policy.load(ckpt, decoder=dec, readout=a.readout, **(kwargs if dec != "bidirectional" else {}))
         results.append(evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides))
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
           f"execute {a.execute_steps} steps per chunk, belt {overrides or 'default range'}, "

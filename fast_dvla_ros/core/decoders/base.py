@@ -65,6 +65,14 @@ class Decoder:
     ``temperature`` 0 = greedy (argmax); > 0 samples with a generator seeded by ``seed`` at
     construction, so a fixed seed gives a fixed sequence of outputs.
 
+    ``readout`` (greedy decoding): "mean" commits, for every action dimension except the gripper,
+    the bin nearest the predictive mean; "argmax" the most likely bin everywhere (see
+    ``unmasking.predict`` for why the mode is a biased estimate of an ordinal action bin). None = the
+    decoder's ``default_readout``, chosen by closed-loop measurement (bench/RESULTS.md section 1):
+    decoders that commit a chunk in time order (block_cache, pipelined) pick blocks only with "mean"
+    (0/50 -> 15-30% for the distilled student), while the bidirectional baseline, which commits the most
+    confident tokens anywhere in the chunk first, did better with "argmax" (22% vs 10%).
+
     ``backend``: "fast" runs the backbone through ``FastQwen2`` (same maths, fused projections,
     static KV cache; the backbone's weights are copied when the decoder is built, so build the
     decoder after training/loading), "transformers" through the transformers module with a
@@ -73,6 +81,7 @@ class Decoder:
 
     name = "base"
     attention: Attention = "block_causal"  # the mask this decoder runs the model with
+    default_readout = "mean"  # see the class docstring
 
     def __init__(
         self,
@@ -81,6 +90,7 @@ class Decoder:
         temperature: float = 0.0,
         seed: int = 0,
         backend: str = "fast",
+        readout: str | None = None,
     ) -> None:
         if tokens_per_step is not None and tokens_per_step < 1:
             raise ValueError("tokens_per_step must be >= 1")
@@ -96,6 +106,13 @@ class Decoder:
         self.P, self.H, self.D = model.prefix_len, cfg.horizon, cfg.action_dim
         self.N = self.H * self.D
         self.max_steps = self.N + self.H + 4  # every step commits >= 1 token: a hard bound against livelock
+        readout = self.default_readout if readout is None else readout
+        if readout not in ("mean", "argmax"):
+            raise ValueError(f"readout must be 'mean' or 'argmax', got {readout!r}")
+        self.readout = readout
+        gripper = model.action_tokenizer.space.gripper_index
+        # per action dimension: read out by the predictive mean (ordinal joint motion) or not (gripper)
+        self._mean_dims = torch.tensor([readout == "mean" and d != gripper for d in range(self.D)])
         if backend not in ("fast", "transformers"):
             raise ValueError(f"backend must be 'fast' or 'transformers', got {backend!r}")
         self.runner = (
@@ -123,7 +140,12 @@ class Decoder:
         return self.model.run_backbone(embeds, mask, start, cache)
 
     def _predict(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return U.predict(logits, self.temperature, self.generator)
+        """Bins and confidences of a window of action logits [B, n, V]; every decoder's window starts
+        at a block boundary, so position i holds action dimension i % D."""
+        n = logits.shape[1]
+        if n % self.D:
+            raise RuntimeError(f"{self.name}: logits window of {n} tokens does not start/end at block boundaries")
+        return U.predict(logits, self.temperature, self.generator, self._mean_dims.repeat(n // self.D))
 
     def _encode_prefix(self, batch: ObservationBatch, kind: Attention) -> tuple[torch.Tensor, KVCache]:
         """Embed the prefix and run it once into a fresh KV cache (prefix attends to itself only)."""
