@@ -1,6 +1,7 @@
 #!/bin/bash
-# Closed-loop evaluation of the shipped checkpoints (bench/RESULTS.md section 1): the six rows, two
-# processes side by side on the 2 cores, N episodes per row (default 50). Run from the repository root.
+# Closed-loop evaluation of the shipped checkpoints (bench/RESULTS.md section 1): two processes side by
+# side on the 2 cores, N episodes per row (default 50). Run from the repository root. Each decoder uses its
+# default readout (bidirectional: argmax; block_cache/pipelined: predictive mean) unless a row says otherwise.
 N=${1:-50}
 E=".venv/bin/python -m fast_dvla_ros.train.closed_loop --episodes $N --threads 1"
 mkdir -p runs/eval
@@ -9,4 +10,7 @@ $E --checkpoint models/student_distilled --decoder block_cache --checkpoint mode
 wait
 $E --checkpoint models/teacher_bidirectional --decoder bidirectional --belt-speed 0.08 0.12 --json runs/eval/p3.json > runs/eval/p3.txt 2>&1 &
 $E --checkpoint models/student_distilled --decoder pipelined --belt-speed 0.08 0.12 --json runs/eval/p4.json > runs/eval/p4.txt 2>&1 &
+wait
+$E --checkpoint models/teacher_bidirectional --decoder bidirectional --readout mean --json runs/eval/p5.json > runs/eval/p5.txt 2>&1 &
+$E --checkpoint models/student_distilled --decoder pipelined --tau-conf 0.3 --json runs/eval/p6.json > runs/eval/p6.txt 2>&1 &
 wait

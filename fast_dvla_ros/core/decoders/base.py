@@ -70,7 +70,7 @@ class Decoder:
     ``unmasking.predict`` for why the mode is a biased estimate of an ordinal action bin). None = the
     decoder's ``default_readout``, chosen by closed-loop measurement (bench/RESULTS.md section 1):
     decoders that commit a chunk in time order (block_cache, pipelined) pick blocks only with "mean"
-    (0/50 -> 15-30% for the distilled student), while the bidirectional baseline, which commits the most
+    (0/50 -> 38-42% for the distilled student), while the bidirectional baseline, which commits the most
     confident tokens anywhere in the chunk first, did better with "argmax" (22% vs 10%).
 
     ``backend``: "fast" runs the backbone through ``FastQwen2`` (same maths, fused projections,
