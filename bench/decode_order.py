@@ -137,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=1000)
     p.add_argument("--observations", type=Path, help="demo dir: print the baseline's commit-order table")
     p.add_argument("--frames", type=int, default=80, help="recorded frames for the commit-order table")
+    p.add_argument("--readout", choices=["argmax", "mean"], default="argmax",
+                   help="bin readout for every row (argmax: the baseline's default)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -153,12 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     for order in orders:
         if order not in kinds:
             p.error(f"unknown order {order!r}; choose from {sorted(kinds)}")
-        policy = Policy(teacher, kinds[order](teacher), Path(a.teacher).name)
+        policy = Policy(teacher, kinds[order](teacher, readout=a.readout), Path(a.teacher).name)
         rows.append(evaluate(policy, a.episodes, a.seed, progress=False).row())
         print(rows[-1], flush=True)
     if a.student:
         student = DVLA.from_pretrained(a.student)
-        policy = Policy(student, StudentConfidenceOrder(student), Path(a.student).name)
+        policy = Policy(student, StudentConfidenceOrder(student, readout=a.readout), Path(a.student).name)
         rows.append(evaluate(policy, a.episodes, a.seed, progress=False).row())
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}\n")
     print(TABLE_HEADER)

@@ -30,6 +30,7 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None, threads: int =
     args = sys.argv if argv is None else [sys.argv[0], *argv]
     rclpy.init(args=args)
     node: Node | None = None
+    executor = None
     code = 0
     try:
         node = factory()
@@ -44,6 +45,10 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None, threads: int =
     except (KeyboardInterrupt, ExternalShutdownException):
         code = 0
     finally:
+        # Order matters: the executor lets go of the node's wait set before the node is destroyed
+        # (destroying a node an executor still holds can crash rcl at exit).
+        if executor is not None:
+            executor.shutdown(timeout_sec=1.0)
         if node is not None:
             close = getattr(node, "close", None)
             if callable(close):
