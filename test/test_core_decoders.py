@@ -173,12 +173,13 @@ def test_mean_readout_on_ordinal_positions_argmax_elsewhere() -> None:
 
 def test_decoders_read_the_gripper_by_argmax(model: DVLA) -> None:
     gripper = model.action_tokenizer.space.gripper_index
-    mean_dims = make_decoder("pipelined", model)._mean_dims  # block decoders: mean by default
-    assert gripper is not None and not bool(mean_dims[gripper])
-    assert int(mean_dims.sum()) == model.config.action_dim - 1
-    assert not bool(make_decoder("pipelined", model, readout="argmax")._mean_dims.any())
-    assert not bool(make_decoder("bidirectional", model)._mean_dims.any())  # the baseline's default: argmax
-    assert int(make_decoder("bidirectional", model, readout="mean")._mean_dims.sum()) == model.config.action_dim - 1
+    d = model.config.action_dim
+    positions = make_decoder("pipelined", model)._mean_positions  # block decoders: mean by default
+    assert gripper is not None and positions.shape == (model.config.horizon * d,)
+    assert not bool(positions[gripper::d].any()) and int(positions.sum()) == model.config.horizon * (d - 1)
+    assert make_decoder("pipelined", model, readout="argmax")._mean_positions is None
+    assert make_decoder("bidirectional", model)._mean_positions is None  # the baseline's default: argmax
+    assert torch.equal(make_decoder("bidirectional", model, readout="mean")._mean_positions, positions)
     # both readouts decode complete chunks; argmax and mean differ only where the distribution is not peaked
     for readout in ("mean", "argmax"):
         out = make_decoder("bidirectional", model, readout=readout).decode(_batch(model))

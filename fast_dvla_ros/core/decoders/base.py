@@ -111,8 +111,10 @@ class Decoder:
             raise ValueError(f"readout must be 'mean' or 'argmax', got {readout!r}")
         self.readout = readout
         gripper = model.action_tokenizer.space.gripper_index
-        # per action dimension: read out by the predictive mean (ordinal joint motion) or not (gripper)
-        self._mean_dims = torch.tensor([readout == "mean" and d != gripper for d in range(self.D)])
+        # per chunk position: read out by the predictive mean (ordinal joint motion) or not (gripper);
+        # built once on the model's device, None = argmax everywhere
+        dims = torch.tensor([readout == "mean" and d != gripper for d in range(self.D)])
+        self._mean_positions = dims.repeat(self.H).to(model.device) if bool(dims.any()) else None
         if backend not in ("fast", "transformers"):
             raise ValueError(f"backend must be 'fast' or 'transformers', got {backend!r}")
         self.runner = (
@@ -142,10 +144,13 @@ class Decoder:
     def _predict(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Bins and confidences of a window of action logits [B, n, V]; every decoder's window starts
         at a block boundary, so position i holds action dimension i % D."""
-        n = logits.shape[1]
-        if n % self.D:
-            raise RuntimeError(f"{self.name}: logits window of {n} tokens does not start/end at block boundaries")
-        return U.predict(logits, self.temperature, self.generator, self._mean_dims.repeat(n // self.D))
+        positions = self._mean_positions
+        if positions is not None:
+            n = logits.shape[1]
+            if n % self.D:
+                raise RuntimeError(f"{self.name}: logits window of {n} tokens does not start at a block boundary")
+            positions = positions[:n]
+        return U.predict(logits, self.temperature, self.generator, positions)
 
     def _encode_prefix(self, batch: ObservationBatch, kind: Attention) -> tuple[torch.Tensor, KVCache]:
         """Embed the prefix and run it once into a fresh KV cache (prefix attends to itself only)."""

@@ -19,8 +19,8 @@ def predict(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits [B, N, V] -> (predicted bins [B, N], confidence = probability of the most likely bin [B, N]).
 
-    ``mean_positions`` (bool [N], greedy decoding only): those positions read out the bin nearest the
-    predictive *mean* instead of the most likely bin. Action bins are ordinal (a discretised joint
+    ``mean_positions`` (bool [N] on the logits' device, greedy decoding only): those positions read out
+    the bin nearest the predictive *mean* instead of the most likely bin. Action bins are ordinal (a discretised joint
     motion), and for them the mode is a biased point estimate: when the distribution is wide or skewed
     towards small motions, committing argmax bins step after step gives systematically shorter motions
     (measured: a time-ordered argmax readout moved the arm 0.81x as far per chunk as the expert, and the
@@ -36,10 +36,10 @@ def predict(
         conf = probs.gather(-1, pred.unsqueeze(-1)).squeeze(-1)
         return pred, conf
     conf, pred = probs.max(dim=-1)
-    if mean_positions is not None and bool(mean_positions.any()):
+    if mean_positions is not None:
         bins = torch.arange(probs.shape[-1], device=probs.device, dtype=probs.dtype)
         mean = (probs * bins).sum(-1).round().long().clamp_(0, probs.shape[-1] - 1)
-        pred = torch.where(mean_positions.to(probs.device), mean, pred)
+        pred = torch.where(mean_positions, mean, pred)
     return pred, conf
 
 
