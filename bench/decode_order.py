@@ -15,11 +15,16 @@ confidence order, so the two effects (order vs. weights) separate:
 * ``student_confidence`` (with ``--student``): a block-causal checkpoint under the block-causal mask
   with the baseline's global cosine top-k schedule (no cache).
 
-With ``--observations DEMO_DIR`` it also prints, for the teacher's baseline decoding on recorded
-frames, the mean step (0..11) at which each (timestep, dimension) token was committed.
+With ``--observations DEMO_DIR`` it also prints, on recorded frames, the mean step (0..11) at which the
+baseline committed each (timestep, dimension) token, and how far each order's decoded chunks move the arm
+relative to the expert's chunks on the same frames, with argmax and with predictive-mean readout
+(``--episodes 0`` prints only these).
 
     .venv/bin/python bench/decode_order.py --teacher models/teacher_bidirectional \\
-        --student models/student_distilled --episodes 50 --observations runs/train/demos
+        --student models/student_distilled --episodes 50 --observations runs/heldout
+
+``runs/heldout``: expert episodes no checkpoint was trained on, e.g.
+``.venv/bin/python -m fast_dvla_ros.train.demos --episodes 30 --seed0 9000 --out runs/heldout``.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.decoders.base import ObservationBatch
 from fast_dvla_ros.core.decoders.bidirectional import BidirectionalDecoder
+from fast_dvla_ros.core.decoders.pipelined import PipelinedDecoder
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.core.policy import Observation, Policy
 from fast_dvla_ros.train.closed_loop import TABLE_HEADER, evaluate
@@ -105,23 +111,42 @@ class StudentConfidenceOrder(_FullForward):
     mask_kind = "block_causal"
 
 
-def commit_order_table(teacher: DVLA, demo_dir: Path, frames: int) -> np.ndarray:
-    """Mean commit step per (timestep, dimension) of the baseline order on recorded frames."""
+def _recorded_observations(demo_dir: Path, model: DVLA, frames: int) -> list[tuple[Observation, np.ndarray]]:
+    """``frames`` random recorded frames (fixed seed) with the expert's action chunk from each."""
     from fast_dvla_ros.train.demos import DemoDataset
 
-    decoder = ConfidenceOrder(teacher)
-    policy = Policy(teacher, decoder, "teacher")
-    ds = DemoDataset(demo_dir, horizon=teacher.config.horizon)
-    gap = teacher.config.frame_gap
-    steps = []
+    ds = DemoDataset(demo_dir, horizon=model.config.horizon)
+    gap = model.config.frame_gap
+    out = []
     for i in np.random.default_rng(0).choice(len(ds), size=min(frames, len(ds)), replace=False):
         sample, f = ds[int(i)], int(ds._frames[int(i)])
         g = f - gap
-        two_frames = teacher.config.num_frames == 2 and g >= 0 and ds.episode[g] == ds.episode[f]
+        two_frames = model.config.num_frames == 2 and g >= 0 and ds.episode[g] == ds.episode[f]
         previous = ds.images[g] if two_frames else None
-        policy.predict(Observation(sample.image, sample.proprio, sample.instruction, previous))
+        out.append((Observation(sample.image, sample.proprio, sample.instruction, previous), sample.actions))
+    return out
+
+
+def commit_order_table(teacher: DVLA, recorded: list[tuple[Observation, np.ndarray]]) -> np.ndarray:
+    """Mean commit step per (timestep, dimension) of the baseline order on recorded frames."""
+    decoder = ConfidenceOrder(teacher)
+    policy = Policy(teacher, decoder, "teacher")
+    steps = []
+    for obs, _ in recorded:
+        policy.predict(obs)
         steps.append(decoder.when.reshape(teacher.config.horizon, -1).numpy())
     return np.mean(steps, axis=0)
+
+
+def motion_ratio(policy: Policy, recorded: list[tuple[Observation, np.ndarray]]) -> float:
+    """How far the decoded chunks move the arm relative to the expert's chunks on the same frames: mean over
+    frames and steps of ||decoded joint target - current joints|| over the expert's (1.0 = as far)."""
+    decoded, expert = [], []
+    for obs, actions in recorded:
+        q0 = np.asarray(obs.proprio[:7], dtype=np.float64)
+        decoded.append(np.linalg.norm(policy.predict(obs).actions[:, :7] - q0, axis=1))
+        expert.append(np.linalg.norm(actions[:, :7] - q0, axis=1))
+    return float(np.mean(decoded) / np.mean(expert))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,8 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000)
-    p.add_argument("--observations", type=Path, help="demo dir: print the baseline's commit-order table")
-    p.add_argument("--frames", type=int, default=80, help="recorded frames for the commit-order table")
+    p.add_argument("--observations", type=Path,
+                   help="demo dir: print the baseline's commit-order table and each order's motion ratio")
+    p.add_argument("--frames", type=int, default=80, help="recorded frames for the tables")
     p.add_argument("--readout", choices=["argmax", "mean"], default="argmax",
                    help="bin readout for every row (argmax: the baseline's default)")
     p.add_argument("--threads", type=int, default=1)
@@ -144,24 +170,33 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     kinds = {"confidence": ConfidenceOrder, "blocks_in_time_order": BlocksInTimeOrder, "gripper_first": GripperFirst}
     teacher = DVLA.from_pretrained(a.teacher)
+    student = DVLA.from_pretrained(a.student) if a.student else None
     if a.observations:
-        table = commit_order_table(teacher, a.observations, a.frames)
+        recorded = _recorded_observations(a.observations, teacher, a.frames)
+        table = commit_order_table(teacher, recorded)
         names = teacher.action_tokenizer.space.names
         print("mean commit step of the baseline (rows: timestep, columns: " + ", ".join(names) + ")")
         for t, row in enumerate(table):
             print(f"  t{t}: " + " ".join(f"{v:5.1f}" for v in row))
+        print("\nmotion of the decoded chunks relative to the expert's on the same frames (1.00 = as far)")
+        probes = [(f"teacher {name}, {r}", teacher, kinds[name], r) for name in kinds for r in ("argmax", "mean")]
+        if student is not None:
+            probes += [(f"student pipelined, {r}", student, PipelinedDecoder, r) for r in ("argmax", "mean")]
+        for label, model, kind, readout in probes:
+            print(f"  {label}: {motion_ratio(Policy(model, kind(model, readout=readout)), recorded):.2f}", flush=True)
     rows = []
     orders = [o for o in a.orders.split(",") if o]
-    for order in orders:
+    for order in orders if a.episodes > 0 else []:
         if order not in kinds:
             p.error(f"unknown order {order!r}; choose from {sorted(kinds)}")
         policy = Policy(teacher, kinds[order](teacher, readout=a.readout), Path(a.teacher).name)
         rows.append(evaluate(policy, a.episodes, a.seed, progress=False).row())
         print(rows[-1], flush=True)
-    if a.student:
-        student = DVLA.from_pretrained(a.student)
+    if student is not None and a.episodes > 0:
         policy = Policy(student, StudentConfidenceOrder(student, readout=a.readout), Path(a.student).name)
         rows.append(evaluate(policy, a.episodes, a.seed, progress=False).row())
+    if not rows:
+        return 0
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}\n")
     print(TABLE_HEADER)
     print("\n".join(rows))

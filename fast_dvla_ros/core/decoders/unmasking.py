@@ -20,13 +20,12 @@ def predict(
     """Logits [B, N, V] -> (predicted bins [B, N], confidence = probability of the most likely bin [B, N]).
 
     ``mean_positions`` (bool [N] on the logits' device, greedy decoding only): those positions read out
-    the bin nearest the predictive *mean* instead of the most likely bin. Action bins are ordinal (a discretised joint
-    motion), and for them the mode is a biased point estimate: when the distribution is wide or skewed
-    towards small motions, committing argmax bins step after step gives systematically shorter motions
-    (measured: a time-ordered argmax readout moved the arm 0.81x as far per chunk as the expert, and the
-    block-causal students then timed out instead of picking; bench/RESULTS.md section 1). The mean keeps
-    the expected motion. Confidence stays the mode's probability, so the commit schedules see the same
-    certainty signal either way. Bimodal dimensions (the gripper: open or closed) must stay argmax.
+    the bin nearest the predictive *mean* instead of the most likely bin. Action bins are ordinal (a
+    discretised joint motion): a wide or skewed distribution over them has its mode away from its mean, and
+    a decoder that commits a chunk in time order conditions every later step on that choice. Measured
+    (bench/RESULTS.md section 1): the block-causal students picked 0/50 with argmax and 38-42% with the
+    mean. Confidence stays the mode's probability, so the commit schedules see the same certainty signal
+    either way. Bimodal dimensions (the gripper: open or closed) must stay argmax.
     """
     probs = torch.softmax(logits.float(), dim=-1)
     if temperature > 0:
