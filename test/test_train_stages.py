@@ -16,7 +16,7 @@ import torch
 
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.train.demos import generate
-from fast_dvla_ros.train.pipeline import convergence_report, steps_to_reach
+from fast_dvla_ros.train.pipeline import convergence_report, speedup_table, steps_to_reach
 from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig
 
 TINY = {"image_size": 32}
@@ -109,6 +109,16 @@ def test_convergence_report_counts_steps_to_the_scratch_final_loss() -> None:
     assert steps_to_reach(scratch, 1.5) == 30
     assert convergence_report(distill, scratch) == {"threshold_val_ce": 1.5, "distill_steps": 20,
                                                      "scratch_steps": 30}
+
+
+def test_speedup_table_measures_steps_to_target_and_bounds_unreached_targets() -> None:
+    distill = [{"step": s, "val_ce": v} for s, v in [(1, 2.5), (10, 2.0), (20, 1.4)]]
+    scratch = [{"step": s, "val_ce": v} for s, v in [(10, 3.0), (50, 2.0), (100, 1.8)]]
+    rows = speedup_table(distill, scratch, [10, 20])
+    assert rows[0] == {"distill_step": 10, "val_ce": 2.0, "scratch_steps": 50, "ratio": 5.0, "ratio_is_bound": False}
+    assert rows[1]["scratch_steps"] is None and rows[1]["ratio_is_bound"] and rows[1]["ratio"] == 5.0
+    with pytest.raises(ValueError):
+        speedup_table(distill, scratch, [15])
 
 
 def test_proprio_dropout_replaces_inputs_by_the_mean_pose_only_in_training(demos: Path, tmp_path: Path) -> None:

@@ -29,7 +29,8 @@ from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig, plot_curves
 SHIPPED = {"teacher": "teacher_bidirectional", "distill": "student_distilled", "scratch": "student_scratch"}
 
 
-def _read_log(path: Path) -> list[dict]:
+def read_log(path: Path) -> list[dict]:
+    """A stage's ``log.csv`` as rows of floats (empty cells dropped: validation runs every N steps)."""
     with open(path) as f:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(f)]
 
@@ -50,6 +51,28 @@ def convergence_report(distill_rows: list[dict], scratch_rows: list[dict]) -> di
         "distill_steps": steps_to_reach(distill_rows, final_scratch),
         "scratch_steps": steps_to_reach(scratch_rows, final_scratch),
     }
+
+
+def speedup_table(distill_rows: list[dict], scratch_rows: list[dict], at: list[int],
+                  metric: str = "val_ce") -> list[dict]:
+    """Steps-to-target convergence: for each distillation step k, the first scratch step whose metric is
+    at least as good as distillation's at k, and their ratio.
+
+    This measures a rate, unlike ``convergence_report`` (whose answer, 1 step, is set by the distilled
+    student starting from the teacher's weights). ``scratch_steps`` is None when the scratch run never
+    got there; ``ratio`` is then a lower bound computed from the scratch run's length (``ratio_is_bound``).
+    """
+    by_step = {int(r["step"]): r[metric] for r in distill_rows if metric in r}
+    scratch_last = max(int(r["step"]) for r in scratch_rows)
+    table = []
+    for k in at:
+        if k not in by_step:
+            raise ValueError(f"distillation log has no {metric} at step {k}")
+        target = by_step[k]
+        s = steps_to_reach(scratch_rows, target, metric)
+        table.append({"distill_step": k, metric: target, "scratch_steps": s,
+                      "ratio": (s if s is not None else scratch_last) / k, "ratio_is_bound": s is None})
+    return table
 
 
 def _run_stage(cfg: TrainConfig) -> None:
@@ -99,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         _run_stage(cfg)
 
-    d_rows, s_rows = _read_log(run / "distill" / "log.csv"), _read_log(run / "scratch" / "log.csv")
+    d_rows, s_rows = read_log(run / "distill" / "log.csv"), read_log(run / "scratch" / "log.csv")
     conv = convergence_report(d_rows, s_rows)
     (run / "convergence.json").write_text(json.dumps(conv, indent=2))
     plot_curves({"distill": d_rows, "scratch": s_rows}, run / "convergence.png")
