@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from fast_dvla_ros.core.policy import Policy
-from fast_dvla_ros.train.closed_loop import PolicyDriver, evaluate
+from fast_dvla_ros.train.closed_loop import ChunkStepper, PolicyDriver, evaluate
 
 
 def test_evaluate_runs_a_short_episode_with_the_shipped_student() -> None:
@@ -28,3 +29,42 @@ def test_driver_gives_the_frame_ten_steps_back() -> None:
         driver.stepped(f)
     assert driver.steps == 14
     assert driver.history.previous(driver.steps / 30)[0, 0, 0] == 4
+
+
+def _chunk(offset: float, horizon: int = 8) -> np.ndarray:
+    """Joints step by 0.01 rad per step from ``offset``; gripper open (0.08 m)."""
+    steps = offset + 0.01 * np.arange(1, horizon + 1)
+    return np.concatenate([np.repeat(steps[:, None], 7, axis=1), np.full((horizon, 1), 0.08)], axis=1)
+
+
+def test_stepper_without_blend_executes_the_chunk_head_and_latest_blend_matches_it() -> None:
+    plain, latest = ChunkStepper(3, 1 / 30), ChunkStepper(3, 1 / 30, blend="latest")
+    for s in (plain, latest):
+        s.reset(np.zeros(8))
+    a, b = plain.actions(_chunk(0.0), 0.0), latest.actions(_chunk(0.0), 0.0)
+    assert len(a) == len(b) == 3
+    np.testing.assert_allclose(np.stack(a), _chunk(0.0)[:3])
+    np.testing.assert_allclose(np.stack(b), _chunk(0.0)[:3], atol=1e-12)
+
+
+def test_stepper_temporal_ensemble_averages_overlapping_chunks_at_the_same_step_time() -> None:
+    s = ChunkStepper(1, 1 / 30, blend="temporal_ensemble", ensemble_m=0.0)
+    s.reset(np.zeros(8))
+    first = s.actions(_chunk(0.0), 0.0)[0]
+    np.testing.assert_allclose(first[:7], 0.01)
+    # One step later a chunk that disagrees by +0.1 rad: the plain mean of the two plans at t = 2 dt.
+    second = s.actions(_chunk(0.1), 1 / 30)[0]
+    np.testing.assert_allclose(second[:7], 0.5 * (0.02 + 0.11))
+    assert second[7] == 0.08
+    with pytest.raises(ValueError):
+        ChunkStepper(1, 1 / 30, blend="average")
+    with pytest.raises(ValueError):
+        ChunkStepper(0, 1 / 30)
+
+
+def test_evaluate_with_the_executor_blender_runs_one_chunk_per_step() -> None:
+    torch.set_num_threads(1)
+    policy = Policy.load("models/student_distilled", decoder="pipelined")
+    r = evaluate(policy, episodes=1, seed0=1000, execute_steps=1, sim_overrides={"episode_time_limit": 0.3},
+                 progress=False, blend="temporal_ensemble")
+    assert r.chunks == 9 and r.per_episode[0]["steps"] == 9 and r.blend == "temporal_ensemble"

@@ -8,6 +8,12 @@ simulator waits for the decoder, so success measures the policy's skill, not the
 decode latency is measured alongside and reported separately. Seeds are the same for every
 checkpoint/decoder, so rows of one table are paired comparisons.
 
+``--blend temporal_ensemble`` (or ``latest``, ``rtc_freeze``) runs the ROS executor's own
+``ChunkBlender`` instead: every decoded chunk is stamped with the simulated observation time and
+added to the blender, and each executed action is the blended plan at that step's time, as the
+chunk executor does on the arm (with ``--execute-steps 1``: a new chunk every control step, the
+ROS loop when decoding keeps up). Without it the evaluation measures the policy alone.
+
 Printed table per run: success rate with a 95% Wilson interval, failure causes, mean/p50/p99
 decode latency, forwards per chunk, tokens per forward, tokens/s.
 """
@@ -26,6 +32,7 @@ from tqdm import tqdm
 from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 from fast_dvla_ros.evaluation.intervals import wilson_interval
+from fast_dvla_ros.execution.blender import BLEND_MODES, Chunk, ChunkBlender
 
 
 class PolicyDriver:
@@ -58,6 +65,42 @@ class PolicyDriver:
             self.history.push(self.steps / self.control_hz, obs["image"])
 
 
+class ChunkStepper:
+    """Which actions the simulator executes for one decoded chunk [H, joints + gripper].
+
+    Without a blend mode: the chunk's first ``execute_steps`` actions (receding horizon). With one: the
+    chunk is stamped ``now`` (step i is meant for ``now + (i + 1) * dt``, msg/ActionChunk.msg), added to
+    the executor's ``ChunkBlender`` anchored at the last commanded action, and the blended plan is
+    sampled at the next ``execute_steps`` step times: what the chunk executor sends on the arm.
+    """
+
+    def __init__(self, execute_steps: int, dt: float, blend: str | None = None, ensemble_m: float = 0.1) -> None:
+        if blend is not None and blend not in BLEND_MODES:
+            raise ValueError(f"blend must be None or one of {BLEND_MODES}, got {blend!r}")
+        if execute_steps < 1:
+            raise ValueError("execute_steps must be >= 1")
+        self.execute_steps, self.dt = int(execute_steps), float(dt)
+        self.blender = ChunkBlender(mode=blend, ensemble_m=ensemble_m) if blend is not None else None
+        self.commanded: np.ndarray | None = None
+
+    def reset(self, commanded: np.ndarray) -> None:
+        """A new episode: forget the plan; ``commanded`` = the arm's pose + gripper width now."""
+        self.commanded = np.asarray(commanded, dtype=np.float64)
+        if self.blender is not None:
+            self.blender.clear()
+
+    def actions(self, chunk_actions: np.ndarray, now: float) -> list[np.ndarray]:
+        if self.blender is None:
+            out = [np.asarray(a) for a in chunk_actions[: self.execute_steps]]
+        else:
+            chunk = Chunk(stamp=now, step_period=self.dt, positions=chunk_actions[:, :-1],
+                          gripper=chunk_actions[:, -1])
+            self.blender.add(chunk, now, anchor=self.commanded)
+            out = [self.blender.sample(now + (k + 1) * self.dt) for k in range(self.execute_steps)]
+        self.commanded = np.asarray(out[-1], dtype=np.float64)
+        return out
+
+
 @dataclass
 class EvalResult:
     checkpoint: str
@@ -75,6 +118,8 @@ class EvalResult:
     tokens_per_second: float
     chunks: int
     belt_speed: tuple[float, float] | None = None
+    execute_steps: int = 4
+    blend: str | None = None
     per_episode: list[dict] = field(default_factory=list)
 
     def row(self) -> str:
@@ -101,8 +146,14 @@ def evaluate(
     execute_steps: int = 4,
     sim_overrides: dict | None = None,
     progress: bool = True,
+    blend: str | None = None,
+    ensemble_m: float = 0.1,
 ) -> EvalResult:
-    """Run ``episodes`` seeded episodes (seeds seed0, seed0+1, ...) and aggregate."""
+    """Run ``episodes`` seeded episodes (seeds seed0, seed0+1, ...) and aggregate.
+
+    ``blend`` (one of ``BLEND_MODES``, None = execute the newest chunk as decoded): chunks go through
+    the executor's ``ChunkBlender`` (``ensemble_m`` = its temporal-ensemble weight), module doc.
+    """
     from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
 
     env = ConveyorPickEnv(SimConfig(**(sim_overrides or {})))
@@ -112,6 +163,8 @@ def evaluate(
     per_episode: list[dict] = []
     policy.warmup()
     driver = PolicyDriver(policy, env.control_hz)
+    dt = 1.0 / env.control_hz
+    stepper = ChunkStepper(execute_steps, dt, blend, ensemble_m)
     bar = tqdm(range(episodes), desc=f"eval {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
     try:
         for i in bar:
@@ -119,12 +172,13 @@ def evaluate(
             instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
             done = False
             driver.reset(obs)
+            stepper.reset(np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]))
             while not done:
                 result = driver.decide(obs, instruction)
                 latencies.append(result.stats.latency_s)
                 forwards.append(result.stats.forward_passes)
                 tokens.append(result.stats.tokens_committed)
-                for action in result.actions[:execute_steps]:
+                for action in stepper.actions(result.actions, driver.steps * dt):
                     obs, _, terminated, truncated, info = env.step(action)
                     driver.stepped(obs)
                     if terminated or truncated:
@@ -160,6 +214,8 @@ def evaluate(
         tokens_per_second=float(np.sum(tokens) / max(1e-9, lat.sum() / 1000.0)),
         chunks=len(latencies),
         belt_speed=(min(speeds), max(speeds)) if speeds else None,
+        execute_steps=execute_steps,
+        blend=blend,
         per_episode=per_episode,
     )
 
@@ -171,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--execute-steps", type=int, default=4, help="actions executed per decoded chunk")
+    p.add_argument("--blend", choices=BLEND_MODES, default=None,
+                   help="blend chunks with the ROS executor's ChunkBlender (default: execute the newest chunk as is)")
+    p.add_argument("--ensemble-m", type=float, default=0.1, help="temporal_ensemble weight exp(-m*i), i=0 oldest")
     p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
@@ -194,9 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
         policy = Policy.load(ckpt, decoder=dec, readout=a.readout, **(kwargs if dec != "bidirectional" else {}))
-        results.append(evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides))
+        results.append(evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
+                                ensemble_m=a.ensemble_m))
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
-          f"execute {a.execute_steps} steps per chunk, belt {overrides or 'default range'}, "
+          f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, belt {overrides or 'default range'}, "
           f"{time.perf_counter() - t0:.0f} s total\n")
     print(TABLE_HEADER)
     for r in results:
