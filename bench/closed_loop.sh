@@ -14,3 +14,11 @@ wait
 $E --checkpoint models/teacher_bidirectional --decoder bidirectional --readout mean --json runs/eval/p5.json > runs/eval/p5.txt 2>&1 &
 $E --checkpoint models/student_distilled --decoder pipelined --tau-conf 0.3 --json runs/eval/p6.json > runs/eval/p6.txt 2>&1 &
 wait
+# Execution modes: replan every 2 steps, and every step through the chunk executor's temporal ensemble
+# (what the ROS loop does when decoding keeps up).
+$E --checkpoint models/teacher_bidirectional --decoder bidirectional --execute-steps 2 --json runs/eval/p7.json > runs/eval/p7.txt 2>&1 &
+$E --checkpoint models/student_distilled --decoder pipelined --execute-steps 2 --json runs/eval/p8.json > runs/eval/p8.txt 2>&1 &
+wait
+$E --checkpoint models/teacher_bidirectional --decoder bidirectional --execute-steps 1 --blend temporal_ensemble --json runs/eval/p9.json > runs/eval/p9.txt 2>&1 &
+$E --checkpoint models/student_distilled --decoder pipelined --execute-steps 1 --blend temporal_ensemble --json runs/eval/p10.json > runs/eval/p10.txt 2>&1 &
+wait
