@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         s = row["scratch_steps"]
         reach = str(s) if s is not None else f"not within {s_len}"
         ratio = f"{'>' if row['ratio_is_bound'] else ''}{row['ratio']:.1f}x"
-        print(f"| {row['distill_step']} | {row[a.metric]:.3f} | {reach} | {ratio} |")
+        print(f"| {row['distill_step']} | {row[a.metric]:.4g} | {reach} | {ratio} |")
     return 0
 
 
