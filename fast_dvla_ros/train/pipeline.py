@@ -8,7 +8,9 @@
 4. the teacher: the base teacher fine-tuned on all three sets;
 5. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
 6. the block-causal student from scratch with the same budget (convergence baseline);
-7. a side-by-side convergence plot/CSV of 5 vs 6, and the checkpoints copied into ``models/``.
+7. the same from-scratch student trained 5x longer (3000 steps): the best picker measured so far
+   (bench/RESULTS.md section 1), and the long end of the convergence comparison (``bench/convergence.py``);
+8. a side-by-side convergence plot/CSV of 5 vs 6, and the checkpoints copied into ``models/``.
 
 Every stage is skipped when its output already exists (delete the run directory to redo it), so
 an interrupted run resumes at the stage it was in.
@@ -26,7 +28,8 @@ from pathlib import Path
 
 from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig, plot_curves
 
-SHIPPED = {"teacher": "teacher_bidirectional", "distill": "student_distilled", "scratch": "student_scratch"}
+SHIPPED = {"teacher": "teacher_bidirectional", "distill": "student_distilled", "scratch": "student_scratch",
+           "scratch_long": "student_scratch_long"}
 
 
 def read_log(path: Path) -> list[dict]:
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--teacher-steps", type=int, default=1000, help="teacher fine-tuning on all sets")
     p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
+    p.add_argument("--scratch-long-steps", type=int, default=3000,
+                   help="the long from-scratch student (0 = skip; 31 min on one core)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--preset", default="sim")
     p.add_argument("--no-copy", action="store_true", help="do not copy the checkpoints into --models-dir")
@@ -121,6 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
     ):
         _run_stage(cfg)
+    if a.scratch_long_steps > 0:
+        _run_stage(TrainConfig(stage="scratch", out_dir=str(run / "scratch_long"), steps=a.scratch_long_steps,
+                               save_every=1000, **common))
 
     d_rows, s_rows = read_log(run / "distill" / "log.csv"), read_log(run / "scratch" / "log.csv")
     conv = convergence_report(d_rows, s_rows)
@@ -131,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
     if not a.no_copy:
         for stage, name in SHIPPED.items():
             src, dst = run / stage, a.models_dir / name
+            if not (src / "model.safetensors").exists():
+                continue
             dst.mkdir(parents=True, exist_ok=True)
             for f in ("model.safetensors", "config.json", "action_tokenizer.json", "summary.json", "log.csv",
                       "loss_curve.png"):
