@@ -22,3 +22,9 @@ wait
 $E --checkpoint models/teacher_bidirectional --decoder bidirectional --execute-steps 1 --blend temporal_ensemble --json runs/eval/p9.json > runs/eval/p9.txt 2>&1 &
 $E --checkpoint models/student_distilled --decoder pipelined --execute-steps 1 --blend temporal_ensemble --json runs/eval/p10.json > runs/eval/p10.txt 2>&1 &
 wait
+# The long from-scratch student (the node's default checkpoint since 2026-11-30): training range, fast belt,
+# and the ROS loop's execution mode.
+$E --checkpoint models/student_scratch_long --decoder pipelined --json runs/eval/p11.json > runs/eval/p11.txt 2>&1 &
+$E --checkpoint models/student_scratch_long --decoder pipelined --belt-speed 0.08 0.12 --json runs/eval/p12.json > runs/eval/p12.txt 2>&1 &
+wait
+$E --checkpoint models/student_scratch_long --decoder pipelined --execute-steps 1 --blend temporal_ensemble --json runs/eval/p13.json > runs/eval/p13.txt 2>&1
