@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
     p.add_argument("--scratch-long-steps", type=int, default=3000,
-                   help="the long from-scratch student (0 = skip; 31 min on one core)")
+                   help="the long from-scratch student (0 = skip; ~31 min on one core, estimated from step rates)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--preset", default="sim")
     p.add_argument("--no-copy", action="store_true", help="do not copy the checkpoints into --models-dir")
