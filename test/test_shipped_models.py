@@ -19,7 +19,7 @@ MODELS = Path(__file__).resolve().parents[1] / "models"
 SHIPPED = {  # checkpoint -> (attention it must have been trained with, decoders that must run on it)
     "teacher_bidirectional": ("bidirectional", ["bidirectional", "prefix_cache"]),
     "student_distilled": ("block_causal", ["block_cache", "pipelined"]),
-    "student_scratch_long": ("block_causal", ["pipelined"]),
+    "student_scratch_long": ("block_causal", ["block_cache", "pipelined"]),
 }
 
 
