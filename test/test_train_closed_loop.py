@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from fast_dvla_ros.core.policy import Policy
-from fast_dvla_ros.train.closed_loop import ChunkStepper, PolicyDriver, evaluate
+from fast_dvla_ros.train.closed_loop import ChunkStepper, PolicyDriver, build_parser, decoder_options, evaluate
 
 
 def test_evaluate_runs_a_short_episode_with_the_shipped_student() -> None:
@@ -68,3 +68,23 @@ def test_evaluate_with_the_executor_blender_runs_one_chunk_per_step() -> None:
     r = evaluate(policy, episodes=1, seed0=1000, execute_steps=1, sim_overrides={"episode_time_limit": 0.3},
                  progress=False, blend="temporal_ensemble")
     assert r.chunks == 9 and r.per_episode[0]["steps"] == 9 and r.blend == "temporal_ensemble"
+
+
+def test_decoder_options_reach_only_the_decoders_they_mean() -> None:
+    a = build_parser().parse_args(["--checkpoint", "x", "--tau-conf", "0.3", "--n", "1", "--tau-add", "0.2",
+                                   "--bidirectional-steps", "8"])
+    assert decoder_options(a, "bidirectional") == {"steps": 8}
+    assert decoder_options(a, "block_cache") == {"tau_conf": 0.3}
+    assert decoder_options(a, "pipelined") == {"tau_conf": 0.3, "n": 1, "tau_add": 0.2}
+    assert decoder_options(build_parser().parse_args(["--checkpoint", "x"]), "pipelined") == {}
+
+
+def test_pipelined_with_n_1_commits_each_block_in_one_forward() -> None:
+    """n = 1: a fully active block commits all its tokens at once, so a chunk costs the prefix + one forward
+    per block (the operating point of bench/RESULTS.md's latency rows)."""
+    torch.set_num_threads(1)
+    a = build_parser().parse_args(["--checkpoint", "models/student_distilled", "--n", "1"])
+    policy = Policy.load("models/student_distilled", decoder="pipelined", **decoder_options(a, "pipelined"))
+    r = evaluate(policy, episodes=1, seed0=1000, execute_steps=4, sim_overrides={"episode_time_limit": 0.3},
+                 progress=False)
+    assert r.forwards_per_chunk == policy.horizon + 1

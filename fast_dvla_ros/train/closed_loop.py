@@ -220,7 +220,7 @@ def evaluate(
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Closed-loop success of a checkpoint + decoder in the conveyor simulator.")
     p.add_argument("--checkpoint", action="append", required=True, help="checkpoint dir (repeatable)")
     p.add_argument("--decoder", action="append", help="decoder name (repeatable; paired with --checkpoint)")
@@ -233,10 +233,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
+    p.add_argument("--n", type=int, help="pipelined: commit at least remaining/n tokens of fully active blocks "
+                   "(1 = a fully active block is committed whole in one forward)")
+    p.add_argument("--tau-add", type=float, help="pipelined: add a block when the last is this decoded")
+    p.add_argument("--tau-act", type=float,
+                   help="pipelined: fully activate a block when its predecessor is this decoded")
+    p.add_argument("--bidirectional-steps", type=int, default=None,
+                   help="refinement steps T of the bidirectional baseline (default: its own, 12 as in the paper)")
     p.add_argument("--readout", choices=["mean", "argmax"], default=None,
                    help="joint bins by the predictive mean (gripper: argmax) or argmax everywhere; "
                    "default: the decoder's own (argmax for bidirectional/prefix_cache, mean for block decoders)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 when other jobs share the CPU)")
+    return p
+
+
+def decoder_options(a: argparse.Namespace, decoder: str) -> dict:
+    """The command line's decoder settings that apply to ``decoder`` (others keep their defaults).
+
+    Why per decoder: one run compares decoders side by side, and e.g. ``--n 1`` means nothing to the
+    bidirectional baseline, whose only knob here is its number of refinement steps.
+    """
+    if decoder == "bidirectional":
+        return {"steps": a.bidirectional_steps} if a.bidirectional_steps is not None else {}
+    options = {"tau_conf": a.tau_conf} if a.tau_conf is not None else {}
+    if decoder == "pipelined":
+        options.update({k: v for k, v in (("n", a.n), ("tau_add", a.tau_add), ("tau_act", a.tau_act)) if v is not None})
+    return options
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = build_parser()
     a = p.parse_args(argv)
     if a.threads:
         import torch
@@ -248,11 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(decoders) != len(a.checkpoint):
         p.error("give one --decoder per --checkpoint (or one for all)")
     overrides = {"belt_speed_range": tuple(a.belt_speed)} if a.belt_speed else {}
-    kwargs = {"tau_conf": a.tau_conf} if a.tau_conf is not None else {}
     results = []
     t0 = time.perf_counter()
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
-        policy = Policy.load(ckpt, decoder=dec, readout=a.readout, **(kwargs if dec != "bidirectional" else {}))
+        policy = Policy.load(ckpt, decoder=dec, readout=a.readout, **decoder_options(a, dec))
         results.append(evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
                                 ensemble_m=a.ensemble_m))
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
