@@ -28,3 +28,10 @@ $E --checkpoint models/student_scratch_long --decoder pipelined --json runs/eval
 $E --checkpoint models/student_scratch_long --decoder pipelined --belt-speed 0.08 0.12 --json runs/eval/p12.json > runs/eval/p12.txt 2>&1 &
 wait
 $E --checkpoint models/student_scratch_long --decoder pipelined --execute-steps 1 --blend temporal_ensemble --json runs/eval/p13.json > runs/eval/p13.txt 2>&1
+wait
+# One forward per block (--n 1: a fully active block commits all its tokens at once): the distilled student
+# (the Fast-dVLA row) and the long scratch student.
+$E --checkpoint models/student_distilled --decoder pipelined --n 1 --json runs/eval/p14.json > runs/eval/p14.txt 2>&1 &
+$E --checkpoint models/student_scratch_long --decoder pipelined --n 1 --json runs/eval/p15.json > runs/eval/p15.txt 2>&1 &
+wait
+$E --checkpoint models/student_distilled --decoder pipelined --n 1 --belt-speed 0.08 0.12 --json runs/eval/p16.json > runs/eval/p16.txt 2>&1

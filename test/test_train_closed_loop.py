@@ -7,7 +7,14 @@ import pytest
 import torch
 
 from fast_dvla_ros.core.policy import Policy
-from fast_dvla_ros.train.closed_loop import ChunkStepper, PolicyDriver, build_parser, decoder_options, evaluate
+from fast_dvla_ros.train.closed_loop import (
+    ChunkStepper,
+    PolicyDriver,
+    build_parser,
+    decoder_options,
+    evaluate,
+    parse_decoder_spec,
+)
 
 
 def test_evaluate_runs_a_short_episode_with_the_shipped_student() -> None:
@@ -88,3 +95,15 @@ def test_pipelined_with_n_1_commits_each_block_in_one_forward() -> None:
     r = evaluate(policy, episodes=1, seed0=1000, execute_steps=4, sim_overrides={"episode_time_limit": 0.3},
                  progress=False)
     assert r.forwards_per_chunk == policy.horizon + 1
+
+
+def test_decoder_spec_carries_settings_for_one_row() -> None:
+    assert parse_decoder_spec("pipelined") == ("pipelined", {})
+    assert parse_decoder_spec("pipelined:n=1,tau_conf=0.3") == ("pipelined", {"n": 1, "tau_conf": 0.3})
+    a = build_parser().parse_args(["--checkpoint", "x", "--n", "2", "--tau-conf", "0.5"])
+    assert decoder_options(a, "pipelined:n=1") == {"tau_conf": 0.5, "n": 1}
+    assert decoder_options(a, "bidirectional:steps=8") == {"steps": 8}
+    with pytest.raises(ValueError, match="key=value"):
+        parse_decoder_spec("pipelined:n")
+    with pytest.raises(ValueError):
+        parse_decoder_spec("pipelined:n=one")

@@ -223,7 +223,9 @@ def evaluate(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Closed-loop success of a checkpoint + decoder in the conveyor simulator.")
     p.add_argument("--checkpoint", action="append", required=True, help="checkpoint dir (repeatable)")
-    p.add_argument("--decoder", action="append", help="decoder name (repeatable; paired with --checkpoint)")
+    p.add_argument("--decoder", action="append",
+                   help="decoder name (repeatable; paired with --checkpoint), optionally with settings for that row "
+                   "only: pipelined:n=1,tau_conf=0.3")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--execute-steps", type=int, default=4, help="actions executed per decoded chunk")
@@ -247,18 +249,38 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def parse_decoder_spec(spec: str) -> tuple[str, dict[str, float | int]]:
+    """``"pipelined:n=1,tau_conf=0.3"`` -> ``("pipelined", {"n": 1, "tau_conf": 0.3})``.
+
+    Why: the latency target is a ratio measured in one run, so two settings of the same decoder must be
+    able to share a process (and its machine state) as separate rows.
+    """
+    name, _, settings = spec.partition(":")
+    options: dict[str, float | int] = {}
+    for item in filter(None, settings.split(",")):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(f"decoder setting {item!r} in {spec!r} is not key=value")
+        number = float(value)
+        options[key.strip()] = int(number) if number.is_integer() and "." not in value else number
+    return name.strip(), options
+
+
 def decoder_options(a: argparse.Namespace, decoder: str) -> dict:
     """The command line's decoder settings that apply to ``decoder`` (others keep their defaults).
 
     Why per decoder: one run compares decoders side by side, and e.g. ``--n 1`` means nothing to the
-    bidirectional baseline, whose only knob here is its number of refinement steps.
+    bidirectional baseline, whose only knob here is its number of refinement steps. Settings given in the
+    decoder spec itself (``pipelined:n=1``) override the flags for that row.
     """
-    if decoder == "bidirectional":
-        return {"steps": a.bidirectional_steps} if a.bidirectional_steps is not None else {}
+    name, own = parse_decoder_spec(decoder)
+    if name == "bidirectional":
+        options = {"steps": a.bidirectional_steps} if a.bidirectional_steps is not None else {}
+        return {**options, **own}
     options = {"tau_conf": a.tau_conf} if a.tau_conf is not None else {}
-    if decoder == "pipelined":
+    if name == "pipelined":
         options.update({k: v for k, v in (("n", a.n), ("tau_add", a.tau_add), ("tau_act", a.tau_act)) if v is not None})
-    return options
+    return {**options, **own}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -277,9 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t0 = time.perf_counter()
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
-        policy = Policy.load(ckpt, decoder=dec, readout=a.readout, **decoder_options(a, dec))
-        results.append(evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
-                                ensemble_m=a.ensemble_m))
+        name, options = parse_decoder_spec(dec)[0], decoder_options(a, dec)
+        policy = Policy.load(ckpt, decoder=name, readout=a.readout, **options)
+        result = evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
+                          ensemble_m=a.ensemble_m)
+        if options:  # rows of one decoder with different settings stay apart in the table and the JSON
+            result.decoder = f"{name} {','.join(f'{k}={v}' for k, v in options.items())}"
+        results.append(result)
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
           f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, belt {overrides or 'default range'}, "
           f"{time.perf_counter() - t0:.0f} s total\n")
