@@ -152,13 +152,36 @@ class Decoder:
             positions = positions[:n]
         return U.predict(logits, self.temperature, self.generator, positions)
 
+    def _new_cache(self, batch: ObservationBatch) -> KVCache:
+        return self.runner.new_cache(batch.batch_size, self.model.seq_len) if self.runner else DynamicCache()
+
     def _encode_prefix(self, batch: ObservationBatch, kind: Attention) -> tuple[torch.Tensor, KVCache]:
         """Embed the prefix and run it once into a fresh KV cache (prefix attends to itself only)."""
         pre = self.model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
-        cache = self.runner.new_cache(batch.batch_size, self.model.seq_len) if self.runner else DynamicCache()
+        cache = self._new_cache(batch)
         mask = self.model.attention_mask(kind)[: self.P, : self.P]
         self._forward(pre, mask, 0, cache)
         return pre, cache
+
+    def _forward_block_window(
+        self, prefix: torch.Tensor, bins: torch.Tensor, start: int, end: int, mask: torch.Tensor, cache: KVCache
+    ) -> torch.Tensor:
+        """Hidden states of action positions [start, end) of a block-causal model, against ``cache``.
+
+        While the cache is still empty the prefix rides along in the same forward: under the block-causal
+        mask the prefix attends only to itself, so its keys/values come out as from a prefix-only pass,
+        and a chunk costs one backbone call fewer (what bounds these decoders at small model sizes is the
+        number of calls, not the tokens per call; bench/RESULTS.md section 1). ``mask`` is the model's
+        full block-causal mask; the caller crops the cache afterwards as before.
+        """
+        P = self.P
+        window = self.model.embed_actions(bins[:, start:end], start)
+        if cache.get_seq_length() == 0:
+            if start != 0:
+                raise RuntimeError(f"{self.name}: the first forward must start at the first action token")
+            embeds = torch.cat([prefix, window], dim=1)
+            return self._forward(embeds, mask[: P + end, : P + end], 0, cache)[:, P:]
+        return self._forward(window, mask[P + start : P + end, : P + end], P + start, cache)
 
     @staticmethod
     def _truncate(cache: KVCache, length: int) -> None:

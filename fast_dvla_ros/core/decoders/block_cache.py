@@ -17,7 +17,7 @@ class BlockCacheDecoder(Decoder):
     Instead the finished block (now with its final tokens) rides along in the first forward of
     the next block; that forward's KV for the finished block is exact (final tokens, attending to
     the exact cache before it), and it is kept while the active block's KV is cropped away. This
-    costs no extra forward: forwards = 1 (prefix) + decode steps.
+    costs no extra forward, and the prefix rides along in the first step's forward: forwards = decode steps.
     """
 
     name = "block_cache"
@@ -33,7 +33,8 @@ class BlockCacheDecoder(Decoder):
 
     def _decode(self, batch: ObservationBatch) -> torch.Tensor:
         model, P, D = self.model, self.P, self.D
-        _, cache = self._encode_prefix(batch, "block_causal")
+        prefix = model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
+        cache = self._new_cache(batch)  # filled by the first forward, prefix and first block together
         full_mask = model.attention_mask("block_causal")
         bins = self._empty_bins(batch)
         steps = 0
@@ -43,11 +44,8 @@ class BlockCacheDecoder(Decoder):
                 steps += 1
                 if steps > self.max_steps:
                     raise RuntimeError("block_cache decoder made no progress")
-                start = cache.get_seq_length() - P  # action index where the window begins
-                window = bins[:, start:hi]
-                hidden = self._forward(
-                    model.embed_actions(window, start), full_mask[P + start : P + hi, : P + hi], P + start, cache
-                )
+                start = max(cache.get_seq_length() - P, 0)  # action index where the window begins
+                hidden = self._forward_block_window(prefix, bins, start, hi, full_mask, cache)
                 self._truncate(cache, P + lo)  # keep finished blocks (exact), drop the active one
                 pred, conf = self._predict(model.action_logits(hidden[:, lo - start :]))
                 self._commit(bins, lo, hi, self._select(conf, bins[:, lo:hi] < 0), pred)

@@ -59,7 +59,8 @@ class PipelinedDecoder(Decoder):
         model, P, D, H = self.model, self.P, self.D, self.H
         B = batch.batch_size
         dev = model.device
-        prefix, cache = self._encode_prefix(batch, "block_causal")
+        prefix = model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
+        cache = self._new_cache(batch)  # filled by the first forward, prefix and first block together
         full_mask = model.attention_mask("block_causal")
         bins = self._empty_bins(batch)
         added = torch.ones(B, dtype=torch.long, device=dev)  # blocks [0, added) are active or done
@@ -84,8 +85,7 @@ class PipelinedDecoder(Decoder):
             start = cached
             end = int(added.max()) * D
             if self.use_kv_cache:
-                window_mask = full_mask[P + start : P + end, : P + end]
-                hidden = self._forward(model.embed_actions(bins[:, start:end], start), window_mask, P + start, cache)
+                hidden = self._forward_block_window(prefix, bins, start, end, full_mask, cache)
             else:
                 embeds = torch.cat([prefix, model.embed_actions(bins[:, :end])], dim=1)
                 hidden = self._forward(embeds, full_mask[: P + end, : P + end], 0, None)[:, P + start :]
