@@ -106,6 +106,8 @@ class FastQwen2:
                              self.norm.device)
 
     def _rms(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        if x.dtype == torch.float32:  # one op instead of five (~5 us less per call on CPU), same maths
+            return F.rms_norm(x, w.shape, w, self.eps)
         var = x.float().pow(2).mean(-1, keepdim=True)
         return w * (x.float() * torch.rsqrt(var + self.eps)).to(x.dtype)
 

@@ -52,8 +52,11 @@ def _rank_among_masked(conf: torch.Tensor, masked: torch.Tensor) -> torch.Tensor
 
 
 def select_top_k(conf: torch.Tensor, masked: torch.Tensor, k: torch.Tensor | int) -> torch.Tensor:
-    """The k most confident masked positions of each row (fewer if fewer are masked). k: int or [B]."""
-    k_t = torch.as_tensor(k, device=conf.device).reshape(-1, 1) if not isinstance(k, int) else k
+    """The k most confident masked positions of each row (fewer if fewer are masked).
+
+    Rows are the last dimension: conf/masked [..., N], k an int or a tensor of shape [...] (one k per row).
+    """
+    k_t = torch.as_tensor(k, device=conf.device).reshape(conf.shape[:-1]).unsqueeze(-1) if not isinstance(k, int) else k
     return masked & (_rank_among_masked(conf, masked) < k_t)
 
 
