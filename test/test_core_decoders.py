@@ -138,6 +138,16 @@ def test_selection_rules_row_wise() -> None:
     ]
     nothing = torch.zeros_like(masked)
     assert not U.select_pipelined_full(conf, nothing, 0.0, 2).any()
+    # [batch, blocks, D] with one k per block: each block selected as it would be on its own
+    conf3, masked3 = torch.stack([conf, conf.flip(0)]), torch.stack([masked, masked.flip(0)])
+    k3 = torch.tensor([[1, 3], [2, 1]])
+    got = U.select_top_k(conf3, masked3, k3)
+    for b in range(2):
+        for blk in range(2):
+            alone = U.select_top_k(conf3[b, blk][None], masked3[b, blk][None], int(k3[b, blk]))[0]
+            assert torch.equal(got[b, blk], alone)
+    full3 = U.select_pipelined_full(conf3, masked3, 0.5, 2)
+    assert torch.equal(full3[0], U.select_pipelined_full(conf, masked, 0.5, 2))
 
 
 @pytest.mark.parametrize(("total", "steps"), [(64, 12), (56, 12), (5, 12), (64, 1), (8, 8)])
