@@ -22,39 +22,35 @@ import torch
 
 from fast_dvla_ros.core.policy import Policy
 from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
-from fast_dvla_ros.train.closed_loop import ChunkStepper, PolicyDriver, decoder_options, parse_decoder_spec
+from fast_dvla_ros.train.closed_loop import (
+    ChunkStepper,
+    PolicyDriver,
+    build_parser,
+    decoder_options,
+    parse_decoder_spec,
+    run_episode,
+)
 
 
 def trace(policy: Policy, env: ConveyorPickEnv, seed: int, every: int, execute_steps: int) -> list[str]:
     """One episode; returns its lines (a header, then one line per ``every`` steps)."""
-    obs, info = env.reset(seed=seed)
     driver = PolicyDriver(policy, env.control_hz)
-    driver.reset(obs)
-    stepper = ChunkStepper(execute_steps, 1.0 / env.control_hz)
-    stepper.reset(np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]))
     lines: list[str] = []
-    done = False
-    while not done:
-        result = driver.decide(obs, info.get("instruction", ""))
-        for action in stepper.actions(result.actions, driver.steps / env.control_hz):
-            obs, _, terminated, truncated, info = env.step(action)
-            driver.stepped(obs)
-            if driver.steps % every == 0:
-                grasp, _ = env.grasp_pose()
-                off = grasp - np.asarray(info["block_pos"])
-                lines.append(f"  step {driver.steps:3d}  d {np.linalg.norm(off):.3f}  dz {off[2]:+.3f}  "
-                             f"dxy {np.linalg.norm(off[:2]):.3f}  gripper {obs['gripper_width']:.3f}  "
-                             f"command {action[-1]:.3f}  grasped {info['grasped']}")
-            if terminated or truncated:
-                done = True
-                break
+
+    def on_step(action: np.ndarray, obs: dict, info: dict) -> None:
+        if driver.steps % every == 0:
+            grasp, _ = env.grasp_pose()
+            off = grasp - np.asarray(info["block_pos"])
+            lines.append(f"  step {driver.steps:3d}  d {np.linalg.norm(off):.3f}  dz {off[2]:+.3f}  "
+                         f"dxy {np.linalg.norm(off[:2]):.3f}  gripper {obs['gripper_width']:.3f}  "
+                         f"command {action[-1]:.3f}  grasped {info['grasped']}")
+
+    info = run_episode(env, driver, ChunkStepper(execute_steps, 1.0 / env.control_hz), seed, on_step=on_step)
     outcome = "picked" if info["success"] else info["failure_cause"]
     return [f"seed {seed}: belt {info['belt_speed']:.3f} m/s, {outcome} after {driver.steps} steps", *lines]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fast_dvla_ros.train.closed_loop import build_parser
-
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0], parents=[build_parser()], add_help=False,
                                 conflict_handler="resolve")
     p.add_argument("--seeds", type=int, nargs="+", default=[1000], help="episode seeds")

@@ -23,8 +23,10 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
@@ -33,6 +35,9 @@ from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 from fast_dvla_ros.evaluation.intervals import wilson_interval
 from fast_dvla_ros.execution.blender import BLEND_MODES, Chunk, ChunkBlender
+
+if TYPE_CHECKING:  # the simulator (pybullet) is imported where an evaluation starts
+    from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv
 
 
 class PolicyDriver:
@@ -139,6 +144,37 @@ TABLE_HEADER = (
 )
 
 
+def run_episode(
+    env: ConveyorPickEnv,
+    driver: PolicyDriver,
+    stepper: ChunkStepper,
+    seed: int,
+    on_decision: Callable[[PolicyResult], None] | None = None,
+    on_step: Callable[[np.ndarray, dict, dict], None] | None = None,
+) -> dict:
+    """One seeded episode, observe -> decide -> execute until the simulator ends it; returns its last info.
+
+    The one episode loop of the evaluation and of ``bench/trace_episodes.py``: ``on_decision(result)``
+    sees every decoded chunk, ``on_step(action, obs, info)`` every executed control step.
+    """
+    obs, info = env.reset(seed=seed)
+    instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
+    driver.reset(obs)
+    stepper.reset(np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]))
+    dt = 1.0 / env.control_hz
+    while True:
+        result = driver.decide(obs, instruction)
+        if on_decision is not None:
+            on_decision(result)
+        for action in stepper.actions(result.actions, driver.steps * dt):
+            obs, _, terminated, truncated, info = env.step(action)
+            driver.stepped(obs)
+            if on_step is not None:
+                on_step(action, obs, info)
+            if terminated or truncated:
+                return info
+
+
 def evaluate(
     policy: Policy,
     episodes: int,
@@ -163,27 +199,17 @@ def evaluate(
     per_episode: list[dict] = []
     policy.warmup()
     driver = PolicyDriver(policy, env.control_hz)
-    dt = 1.0 / env.control_hz
-    stepper = ChunkStepper(execute_steps, dt, blend, ensemble_m)
+    stepper = ChunkStepper(execute_steps, 1.0 / env.control_hz, blend, ensemble_m)
+
+    def record(result) -> None:
+        latencies.append(result.stats.latency_s)
+        forwards.append(result.stats.forward_passes)
+        tokens.append(result.stats.tokens_committed)
+
     bar = tqdm(range(episodes), desc=f"eval {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
     try:
         for i in bar:
-            obs, info = env.reset(seed=seed0 + i)
-            instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
-            done = False
-            driver.reset(obs)
-            stepper.reset(np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]))
-            while not done:
-                result = driver.decide(obs, instruction)
-                latencies.append(result.stats.latency_s)
-                forwards.append(result.stats.forward_passes)
-                tokens.append(result.stats.tokens_committed)
-                for action in stepper.actions(result.actions, driver.steps * dt):
-                    obs, _, terminated, truncated, info = env.step(action)
-                    driver.stepped(obs)
-                    if terminated or truncated:
-                        done = True
-                        break
+            info = run_episode(env, driver, stepper, seed0 + i, on_decision=record)
             per_episode.append({
                 "seed": seed0 + i, "success": bool(info.get("success")), "steps": driver.steps,
                 "failure_cause": info.get("failure_cause", ""), "belt_speed": info.get("belt_speed"),

@@ -60,7 +60,8 @@ class PipelinedDecoder(Decoder):
         B = batch.batch_size
         dev = model.device
         prefix = model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
-        cache = self._new_cache(batch)  # filled by the first forward, prefix and first block together
+        # filled by the first forward, prefix and first block together (none when verifying without cache)
+        cache = self._new_cache(batch) if self.use_kv_cache else None
         full_mask = model.attention_mask("block_causal")
         bins = self._empty_bins(batch)
         added = torch.ones(B, dtype=torch.long, device=dev)  # blocks [0, added) are active or done
