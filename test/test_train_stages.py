@@ -141,3 +141,20 @@ def test_init_from_continues_a_checkpoint_and_checks_its_attention(teacher_dir: 
     with pytest.raises(ValueError, match="attention"):  # a bidirectional model cannot continue a student
         StageTrainer(_cfg("distill", demos, tmp_path / "d", steps=1, teacher_dir=str(teacher_dir),
                           init_from=str(teacher_dir)))
+
+
+def test_noise_option_sets_the_teacher_mask_schedule_and_rejects_unknown_names(demos: Path, tmp_path: Path) -> None:
+    """uniform: every block alike; block_monotone: later blocks more masked; mixed: in between."""
+    trainer = StageTrainer(_cfg("teacher", demos, tmp_path, steps=1))
+
+    def first_and_last_block_ratio(noise: str) -> tuple[float, float]:
+        mask = trainer._mask(4000, torch.Generator().manual_seed(0), noise).float().mean(dim=(0, 2))
+        return float(mask[0]), float(mask[-1])
+
+    uni, mono, mixed = (first_and_last_block_ratio(n) for n in ("uniform", "block_monotone", "mixed"))
+    assert abs(uni[1] - uni[0]) < 0.03
+    assert mono[1] - mono[0] > 0.25
+    assert 0.4 * (mono[1] - mono[0]) < mixed[1] - mixed[0] < 0.6 * (mono[1] - mono[0])
+    assert first_and_last_block_ratio("") == uni  # the teacher's own schedule by default
+    with pytest.raises(ValueError, match="noise"):
+        trainer._mask(2, torch.Generator(), "cosine")

@@ -81,6 +81,10 @@ class TrainConfig:
     # Stacked camera frames (1 or 2; see DVLAConfig.num_frames) for teacher/scratch; distill copies
     # the teacher's. Two frames make the belt speed observable.
     num_frames: int = 2
+    # Training mask schedule; "" = the stage's own (teacher: uniform, students: block_monotone).
+    # "mixed" draws one of the two per sample, so a bidirectional model also learns the
+    # time-ordered states (early blocks decoded, later ones masked) the students are trained on.
+    noise: str = ""
     teacher_dir: str | None = None  # distill only
     init_from: str | None = None  # start from this checkpoint (its config and bins); distill: an earlier student
     kl_weight: float = 1.0  # distill only
@@ -191,14 +195,23 @@ class StageTrainer:
             self.model.set_proprio_stats(stats["proprio"]["mean"], stats["proprio"]["std"])
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.val_fixed = self.val_set.fixed(cfg.val_batch, seed=cfg.seed + 1)
-        self.val_mask = self._mask(len(self.val_fixed.proprio), torch.Generator().manual_seed(cfg.seed + 2))
+        # validation keeps the stage's own schedule so curves stay comparable across noise choices
+        self.val_mask = self._mask(len(self.val_fixed.proprio), torch.Generator().manual_seed(cfg.seed + 2), "")
 
     # -- pieces -------------------------------------------------------------------------------
-    def _mask(self, batch: int, gen: torch.Generator) -> torch.Tensor:
+    def _mask(self, batch: int, gen: torch.Generator, noise: str | None = None) -> torch.Tensor:
         h, d = self.model.config.horizon, self.model.config.action_dim
-        if self.cfg.stage == "teacher":
+        noise = self.cfg.noise if noise is None else noise
+        noise = noise or ("uniform" if self.cfg.stage == "teacher" else "block_monotone")
+        if noise == "uniform":
             return uniform_ratio_mask(batch, h, d, gen)
-        return block_monotone_mask(batch, h, d, gen)
+        if noise == "block_monotone":
+            return block_monotone_mask(batch, h, d, gen)
+        if noise == "mixed":
+            pick = torch.rand(batch, generator=gen) < 0.5
+            uniform, monotone = uniform_ratio_mask(batch, h, d, gen), block_monotone_mask(batch, h, d, gen)
+            return torch.where(pick[:, None, None], uniform, monotone)
+        raise ValueError(f"unknown noise schedule {noise!r} (uniform, block_monotone, mixed)")
 
     def _drop_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
         """Replace a random ``proprio_dropout`` share of the rows by the mean pose (training only)."""
@@ -415,13 +428,15 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="share of samples trained with the mean pose instead of the measured one")
     p.add_argument("--action-kind", choices=["joint_delta", "joint_position"], default=TrainConfig.action_kind,
                    help="chunk-relative joint targets (default) or absolute ones (teacher/scratch; distill copies)")
+    p.add_argument("--noise", choices=["", "uniform", "block_monotone", "mixed"], default="",
+                   help="training mask schedule (default: the stage's own; mixed = either, per sample)")
     a = p.parse_args(argv)
     return TrainConfig(
         stage=a.stage, data_dir=a.data_dir, out_dir=a.out_dir, teacher_dir=a.teacher_dir, steps=a.steps,
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
         ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
         proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
-        keypoint_weight=a.keypoint_weight, init_from=a.init_from,
+        keypoint_weight=a.keypoint_weight, init_from=a.init_from, noise=a.noise,
     )
 
 
