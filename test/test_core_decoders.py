@@ -257,3 +257,25 @@ def test_prefix_riding_in_the_first_forward_equals_a_prefix_only_pass(model: DVL
     assert torch.allclose(after_fused, after_split, atol=1e-5)
     with pytest.raises(RuntimeError, match="first forward"):
         dec._forward_block_window(prefix, bins, D, 2 * D, full, dec._new_cache(b))
+
+
+@pytest.mark.parametrize("prefix_sees_actions", [False, True])
+def test_prefix_cache_is_exact_when_the_prefix_does_not_attend_to_actions(prefix_sees_actions: bool) -> None:
+    """With ``prefix_sees_actions=False`` the prefix KV cannot change as actions are unmasked, so the
+    prefix-cached decoder commits exactly what the full-forward baseline commits; with full attention
+    it is the Fast-dLLM approximation and the chunks differ."""
+    torch.manual_seed(0)
+    cfg = DVLAConfig.preset("tiny", attention="bidirectional", prefix_sees_actions=prefix_sees_actions)
+    model = DVLA(cfg).eval()
+    b = _batch(model, 2)
+    with torch.inference_mode():
+        full = make_decoder("bidirectional", model, tokens_per_step=4).decode(b)
+        cached = make_decoder("prefix_cache", model, tokens_per_step=4).decode(b)
+        hidden = [
+            model.run_backbone(torch.cat([model.embed_prefix(b.images, b.instruction_ids, b.proprio),
+                                          model.embed_actions(bins)], dim=1), model.attention_mask("bidirectional"), 0)
+            for bins in (torch.full((2, 64), MASKED_BIN), torch.randint(0, 256, (2, 64)))
+        ]
+    prefix_moved = not torch.allclose(hidden[0][:, : model.prefix_len], hidden[1][:, : model.prefix_len], atol=1e-5)
+    assert prefix_moved == prefix_sees_actions
+    assert torch.equal(full.tokens, cached.tokens) == (not prefix_sees_actions)

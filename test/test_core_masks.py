@@ -29,6 +29,12 @@ def test_bidirectional_truth_table() -> None:
     assert M.bidirectional_mask(3).all() and M.bidirectional_mask(3).shape == (3, 3)
 
 
+def test_prefix_isolated_bidirectional_truth_table() -> None:
+    # prefix of 2, then 3 action tokens: the prefix sees only itself, actions see everything
+    got = M.prefix_isolated_bidirectional_mask(2, 5).int().tolist()
+    assert got == [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0]] + [[1, 1, 1, 1, 1]] * 3
+
+
 def test_block_causal_no_block_sees_future() -> None:
     m = M.block_causal_mask(5, 4, 3)
     ids = M.block_ids(5, 4, 3)

@@ -58,6 +58,13 @@ class DVLAConfig:
     backbone_config: dict[str, Any] | None = None
     # which mask the model is trained with (decoders check it)
     attention: Attention = "block_causal"
+    # Bidirectional mask only: may the prefix (image, instruction, proprio) attend to the action
+    # tokens? True is plain full attention (the checkpoints trained before 2026-11-30 evening). False
+    # keeps the actions bidirectional among themselves and towards the prefix but encodes the
+    # observation on its own, as the block-causal mask does: in training the prefix otherwise reads
+    # the partly visible ground-truth actions (a shortcut for the auxiliary heads on the prefix)
+    # that are all masked when decoding starts.
+    prefix_sees_actions: bool = True
     name: str = "custom"
 
     def __post_init__(self) -> None:

@@ -1,4 +1,4 @@
-"""Attention masks for the DVLA sequence: bidirectional and block-causal.
+"""Attention masks for the DVLA sequence: bidirectional (optionally prefix-isolated) and block-causal.
 
 Blocks: the prefix ([image][instruction][proprio]) is block 0; action block h is block h+1.
 Block-causal: a query in block i sees every key in blocks <= i (itself bidirectionally).
@@ -26,6 +26,15 @@ def block_ids(prefix_len: int, num_blocks: int, block_size: int, device: torch.d
 def bidirectional_mask(seq_len: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """Every position sees every position. Bool [L, L]."""
     return torch.ones(seq_len, seq_len, dtype=torch.bool, device=device)
+
+
+def prefix_isolated_bidirectional_mask(
+    prefix_len: int, seq_len: int, device: torch.device | str = "cpu"
+) -> torch.Tensor:
+    """Bidirectional except that the prefix sees only the prefix (prefix-LM). Bool [L, L]."""
+    mask = bidirectional_mask(seq_len, device)
+    mask[:prefix_len, prefix_len:] = False
+    return mask
 
 
 def block_causal_mask(

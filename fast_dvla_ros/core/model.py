@@ -209,7 +209,9 @@ class DVLA(nn.Module):
         key = (kind, self.prefix_len, self.config.horizon, self.config.action_dim, self.device, self.dtype)
         mask = self._mask_cache.get(key)
         if mask is None:
-            if kind == "bidirectional":
+            if kind == "bidirectional" and not self.config.prefix_sees_actions:
+                b = M.prefix_isolated_bidirectional_mask(self.prefix_len, self.seq_len, self.device)
+            elif kind == "bidirectional":
                 b = M.bidirectional_mask(self.seq_len, self.device)
             elif kind == "block_causal":
                 b = M.block_causal_mask(self.prefix_len, self.config.horizon, self.config.action_dim, self.device)

@@ -430,6 +430,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="chunk-relative joint targets (default) or absolute ones (teacher/scratch; distill copies)")
     p.add_argument("--noise", choices=["", "uniform", "block_monotone", "mixed"], default="",
                    help="training mask schedule (default: the stage's own; mixed = either, per sample)")
+    p.add_argument("--isolate-prefix", action="store_true",
+                   help="teacher: the prefix does not attend to the action tokens (DVLAConfig.prefix_sees_actions)")
     a = p.parse_args(argv)
     return TrainConfig(
         stage=a.stage, data_dir=a.data_dir, out_dir=a.out_dir, teacher_dir=a.teacher_dir, steps=a.steps,
@@ -437,6 +439,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
         proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
         keypoint_weight=a.keypoint_weight, init_from=a.init_from, noise=a.noise,
+        preset_overrides={"prefix_sees_actions": False} if a.isolate_prefix else {},
     )
 
 
