@@ -156,5 +156,8 @@ def test_noise_option_sets_the_teacher_mask_schedule_and_rejects_unknown_names(d
     assert mono[1] - mono[0] > 0.25
     assert 0.4 * (mono[1] - mono[0]) < mixed[1] - mixed[0] < 0.6 * (mono[1] - mono[0])
     assert first_and_last_block_ratio("") == uni  # the teacher's own schedule by default
+    tail = trainer._mask(500, torch.Generator().manual_seed(0), "masked_tail")
+    assert bool(tail[:, -1].all())  # every sample's last block is fully masked
+    assert 0.05 < float(tail[:, 0].all(dim=1).float().mean()) < 0.25  # the masked tail starts at a random block
     with pytest.raises(ValueError, match="noise"):
         trainer._mask(2, torch.Generator(), "cosine")

@@ -83,7 +83,9 @@ class TrainConfig:
     num_frames: int = 2
     # Training mask schedule; "" = the stage's own (teacher: uniform, students: block_monotone).
     # "mixed" draws one of the two per sample, so a bidirectional model also learns the
-    # time-ordered states (early blocks decoded, later ones masked) the students are trained on.
+    # time-ordered states (early blocks decoded, later ones masked) the students are trained on;
+    # "masked_tail" always masks every block from a random one on, so a step is often predicted
+    # without any later step visible (bench/context_dependence.py).
     noise: str = ""
     teacher_dir: str | None = None  # distill only
     init_from: str | None = None  # start from this checkpoint (its config and bins); distill: an earlier student
@@ -207,11 +209,13 @@ class StageTrainer:
             return uniform_ratio_mask(batch, h, d, gen)
         if noise == "block_monotone":
             return block_monotone_mask(batch, h, d, gen)
+        if noise == "masked_tail":  # block-monotone, and every block from a random one on fully masked
+            return block_monotone_mask(batch, h, d, gen, full_tail_prob=1.0)
         if noise == "mixed":
             pick = torch.rand(batch, generator=gen) < 0.5
             uniform, monotone = uniform_ratio_mask(batch, h, d, gen), block_monotone_mask(batch, h, d, gen)
             return torch.where(pick[:, None, None], uniform, monotone)
-        raise ValueError(f"unknown noise schedule {noise!r} (uniform, block_monotone, mixed)")
+        raise ValueError(f"unknown noise schedule {noise!r} (uniform, block_monotone, masked_tail, mixed)")
 
     def _drop_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
         """Replace a random ``proprio_dropout`` share of the rows by the mean pose (training only)."""
@@ -428,7 +432,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="share of samples trained with the mean pose instead of the measured one")
     p.add_argument("--action-kind", choices=["joint_delta", "joint_position"], default=TrainConfig.action_kind,
                    help="chunk-relative joint targets (default) or absolute ones (teacher/scratch; distill copies)")
-    p.add_argument("--noise", choices=["", "uniform", "block_monotone", "mixed"], default="",
+    p.add_argument("--noise", choices=["", "uniform", "block_monotone", "masked_tail", "mixed"], default="",
                    help="training mask schedule (default: the stage's own; mixed = either, per sample)")
     p.add_argument("--isolate-prefix", action="store_true",
                    help="teacher: the prefix does not attend to the action tokens (DVLAConfig.prefix_sees_actions)")
