@@ -61,9 +61,10 @@ class DVLAConfig:
     # Bidirectional mask only: may the prefix (image, instruction, proprio) attend to the action
     # tokens? True is plain full attention (the checkpoints trained before 2026-11-30 evening). False
     # keeps the actions bidirectional among themselves and towards the prefix but encodes the
-    # observation on its own, as the block-causal mask does: in training the prefix otherwise reads
-    # the partly visible ground-truth actions (a shortcut for the auxiliary heads on the prefix)
-    # that are all masked when decoding starts.
+    # observation on its own, as the block-causal mask does (in training the prefix otherwise reads
+    # the partly visible ground-truth actions, all masked when decoding starts). With it off the
+    # prefix KV is exact for ``prefix_cache``. Measured 2026-11-30: lower validation CE, no better
+    # picking (bench/RESULTS.md section 1).
     prefix_sees_actions: bool = True
     name: str = "custom"
 
