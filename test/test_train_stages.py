@@ -143,6 +143,22 @@ def test_init_from_continues_a_checkpoint_and_checks_its_attention(teacher_dir: 
                           init_from=str(teacher_dir)))
 
 
+def test_teacher_starts_from_a_block_causal_checkpoint_with_its_weights_and_bidirectional_actions(
+        demos: Path, tmp_path: Path) -> None:
+    """A block-causal model is a pretrained backbone for the teacher (as OpenVLA is for DD-VLA)."""
+    StageTrainer(_cfg("scratch", demos, tmp_path / "s", steps=1)).run()
+    student = DVLA.from_pretrained(tmp_path / "s")
+    teacher = StageTrainer(_cfg("teacher", demos, tmp_path / "t", steps=1, init_from=str(tmp_path / "s"))).model
+    assert teacher.config.attention == "bidirectional" and not teacher.config.prefix_sees_actions
+    for (name, a), b in zip(teacher.state_dict().items(), student.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    # same weights, other mask: the actions now see later blocks, the prefix still sees only itself
+    mask = teacher.attention_mask("bidirectional")
+    p = teacher.prefix_len
+    assert bool((mask[p, p:] == 0).all()) and bool((mask[:p, p:] < 0).all())
+    assert not torch.equal(mask, student.attention_mask("block_causal"))
+
+
 def test_noise_option_sets_the_teacher_mask_schedule_and_rejects_unknown_names(demos: Path, tmp_path: Path) -> None:
     """uniform: every block alike; block_monotone: later blocks more masked; mixed: in between."""
     trainer = StageTrainer(_cfg("teacher", demos, tmp_path, steps=1))

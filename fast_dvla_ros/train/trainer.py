@@ -138,6 +138,23 @@ def _kl_teacher_to_student(t_logits: torch.Tensor, s_logits: torch.Tensor, mask:
     return F.kl_div(s, t, log_target=True, reduction="batchmean")
 
 
+def _as_bidirectional(model: DVLA) -> DVLA:
+    """The teacher stage started from a block-causal checkpoint: same weights, bidirectional actions.
+
+    The weights do not depend on the mask, so a block-causal model is a pretrained backbone for the
+    masked-diffusion teacher, as the autoregressive OpenVLA is for DD-VLA. Its prefix never attended to
+    action tokens, so the prefix stays isolated (``prefix_sees_actions=False``): the image, instruction
+    and proprio features keep the computation they were trained with, and only the actions' attention
+    among themselves becomes bidirectional.
+    """
+    cfg = replace(model.config, attention="bidirectional", prefix_sees_actions=False)
+    converted = DVLA(cfg, model.action_tokenizer)
+    converted.load_state_dict(model.state_dict())
+    print(f"teacher: starting from a block-causal checkpoint, converted to {cfg.attention} attention "
+          "with the prefix isolated")
+    return converted.train()
+
+
 class StageTrainer:
     """Runs one stage; see the module docstring."""
 
@@ -185,6 +202,8 @@ class StageTrainer:
             # teacher/scratch: continue a run of the same stage; distill: continue an earlier student
             self.model = DVLA.from_pretrained(cfg.init_from).train()
             expected = "block_causal" if self.teacher is not None else model_cfg.attention
+            if cfg.stage == "teacher" and self.model.config.attention == "block_causal":
+                self.model = _as_bidirectional(self.model)
             if self.model.config.attention != expected or (
                 self.teacher is None and self.model.config.num_frames != cfg.num_frames
             ):
@@ -412,7 +431,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
     p.add_argument("--data-dir", required=True)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--teacher-dir")
-    p.add_argument("--init-from", help="teacher/scratch: continue from this checkpoint")
+    p.add_argument("--init-from", help="teacher/scratch: continue from this checkpoint (teacher: a block-causal "
+                   "one is converted to bidirectional attention, the prefix isolated)")
     p.add_argument("--steps", type=int, default=TrainConfig.steps)
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--lr", type=float, default=TrainConfig.lr)
