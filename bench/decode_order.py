@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="demo dir: print the baseline's commit-order table and each order's motion ratio")
     p.add_argument("--frames", type=int, default=80, help="recorded frames for the tables")
     p.add_argument("--readout", choices=["argmax", "mean"], default="argmax",
-                   help="bin readout for every row (argmax: the baseline's default)")
+                   help="bin readout for every row (argmax: the old baseline default, kept for this probe)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)

@@ -188,8 +188,8 @@ def test_decoders_read_the_gripper_by_argmax(model: DVLA) -> None:
     assert gripper is not None and positions.shape == (model.config.horizon * d,)
     assert not bool(positions[gripper::d].any()) and int(positions.sum()) == model.config.horizon * (d - 1)
     assert make_decoder("pipelined", model, readout="argmax")._mean_positions is None
-    assert make_decoder("bidirectional", model)._mean_positions is None  # the baseline's default: argmax
-    assert torch.equal(make_decoder("bidirectional", model, readout="mean")._mean_positions, positions)
+    assert torch.equal(make_decoder("bidirectional", model)._mean_positions, positions)  # mean everywhere now
+    assert make_decoder("bidirectional", model, readout="argmax")._mean_positions is None
     # both readouts decode complete chunks; argmax and mean differ only where the distribution is not peaked
     for readout in ("mean", "argmax"):
         out = make_decoder("bidirectional", model, readout=readout).decode(_batch(model))

@@ -270,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="refinement steps T of the bidirectional baseline (default: its own, 12 as in the paper)")
     p.add_argument("--readout", choices=["mean", "argmax"], default=None,
                    help="joint bins by the predictive mean (gripper: argmax) or argmax everywhere; "
-                   "default: the decoder's own (argmax for bidirectional/prefix_cache, mean for block decoders)")
+                   "default: the decoder's own (mean for every decoder)")
     p.add_argument("--threads", type=int, help="torch intra-op threads (1 when other jobs share the CPU)")
     return p
 

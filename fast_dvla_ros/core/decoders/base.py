@@ -68,10 +68,11 @@ class Decoder:
     ``readout`` (greedy decoding): "mean" commits, for every action dimension except the gripper,
     the bin nearest the predictive mean; "argmax" the most likely bin everywhere (see
     ``unmasking.predict`` for why the mode is a biased estimate of an ordinal action bin). None = the
-    decoder's ``default_readout``, chosen by closed-loop measurement (bench/RESULTS.md section 1):
-    decoders that commit a chunk in time order (block_cache, pipelined) pick blocks only with "mean"
-    (0/50 -> 38-42% for the distilled student), while the bidirectional baseline, which commits the most
-    confident tokens anywhere in the chunk first, did better with "argmax" (22% vs 10%).
+    decoder's ``default_readout``, "mean" for every decoder since 2026-11-30, chosen by closed-loop
+    measurement (bench/RESULTS.md section 1): the block decoders picked nothing with "argmax" (0/50 ->
+    38-42% for the first distilled student), and the shipped teacher picks 38% (50 episodes) with "mean"
+    against 1/20 with "argmax" (the earlier teacher, trained from random weights, was the exception:
+    22% vs 10%).
 
     ``backend``: "fast" runs the backbone through ``FastQwen2`` (same maths, fused projections,
     static KV cache; the backbone's weights are copied when the decoder is built, so build the

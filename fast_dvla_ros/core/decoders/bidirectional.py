@@ -21,7 +21,6 @@ class BidirectionalDecoder(Decoder):
 
     name = "bidirectional"
     attention = "bidirectional"
-    default_readout = "argmax"  # confidence order over the whole chunk (base class docstring)
 
     def __init__(self, model: DVLA, steps: int = 12, **kwargs) -> None:
         super().__init__(model, **kwargs)

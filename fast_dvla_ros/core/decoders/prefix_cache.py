@@ -24,7 +24,6 @@ class PrefixCacheDecoder(Decoder):
 
     name = "prefix_cache"
     attention = "bidirectional"
-    default_readout = "argmax"  # confidence order over the whole chunk (base class docstring)
 
     def __init__(self, model: DVLA, tau_conf: float = 0.5, **kwargs) -> None:
         super().__init__(model, **kwargs)
