@@ -39,9 +39,10 @@ if TYPE_CHECKING:  # torch is imported lazily, after the parameters are checked
 
 NODE_NAME = "fast_dvla_policy"
 DECODERS = ("bidirectional", "prefix_cache", "block_cache", "pipelined")
-# The best measured picker among the shipped checkpoints (models/README.md: 68% over 50 seeded simulator
-# episodes vs 38% for student_distilled): block-causal like the distilled student, so the same fast
-# decoders run on it. The distilled student stays one parameter away (checkpoint:=.../student_distilled).
+# The checkpoint the ROS loop was verified with (models/README.md: 68% over 50 seeded simulator episodes
+# at n = 2, 72% with a chunk every control step as this loop runs): block-causal, so the fast decoders run
+# on it. The student distilled from the teacher picks 76% at n = 1 in the synchronous evaluation, not yet
+# measured in the loop's mode: checkpoint:=.../student_distilled n:=1 selects it.
 DEFAULT_CHECKPOINT = "student_scratch_long"
 DEFAULT_INSTRUCTION = "pick the red block from the conveyor and place it in the bin"
 

@@ -2,15 +2,18 @@
 
 1. demonstrations from the scripted expert in the conveyor simulator (clean), and a second set with
    DART noise on the executed joint targets (labels stay clean);
-2. a base teacher (bidirectional, masked-diffusion SFT) on the DART set;
-3. recovery demonstrations: the base teacher's 1000-step checkpoint drives for 10-70 steps, then the
-   expert takes over from where it left the arm (only the expert's part is recorded);
-4. the teacher: the base teacher fine-tuned on all three sets;
-5. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
-6. the block-causal student from scratch with the same budget (convergence baseline);
-7. the same from-scratch student trained 5x longer (3000 steps): the best picker measured so far
-   (bench/RESULTS.md section 1), and the long end of the convergence comparison (``bench/convergence.py``);
-8. a side-by-side convergence plot/CSV of 5 vs 6, and the checkpoints copied into ``models/``.
+2. a data-collection policy: a bidirectional masked-diffusion model trained from random weights on the
+   DART set (the teacher of the shipped checkpoints before 2026-11-30);
+3. recovery demonstrations: its 1000-step checkpoint drives for 10-70 steps, then the expert takes over
+   from where it left the arm (only the expert's part is recorded);
+4. the block-causal student from scratch (600 steps, the convergence baseline), and the same trained
+   5x longer (3000 steps; bench/RESULTS.md section 1);
+5. the teacher: the long block-causal model converted to bidirectional attention (its prefix isolated)
+   and fine-tuned with masked-diffusion SFT on all three sets, as DD-VLA fine-tunes an autoregressive
+   VLA; trained from random weights, bidirectional teachers picked at most 22% (section 1);
+6. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
+7. a side-by-side convergence plot/CSV of 6 vs the 600-step student, and the checkpoints copied into
+   ``models/``.
 
 Every stage is skipped when its output already exists (delete the run directory to redo it), so
 an interrupted run resumes at the stage it was in.
@@ -91,12 +94,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--models-dir", type=Path, default=Path("models"))
     p.add_argument("--episodes", type=int, default=400, help="demonstration episodes")
     p.add_argument("--base-steps", type=int, default=2000,
-                   help="base teacher on the DART set (stopped at 2000 of a 3000-step cosine schedule)")
-    p.add_argument("--teacher-steps", type=int, default=1000, help="teacher fine-tuning on all sets")
+                   help="data-collection policy on the DART set (stopped at 2000 of a 3000-step cosine schedule)")
+    p.add_argument("--teacher-steps", type=int, default=1000,
+                   help="teacher: bidirectional fine-tuning of the long block-causal model on all sets")
     p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
     p.add_argument("--scratch-long-steps", type=int, default=3000,
-                   help="the long from-scratch student (0 = skip; ~31 min on one core, estimated from step rates)")
+                   help="the long from-scratch student, the teacher's starting point (~31 min on one core)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--preset", default="sim")
     p.add_argument("--no-copy", action="store_true", help="do not copy the checkpoints into --models-dir")
@@ -119,16 +123,15 @@ def main(argv: list[str] | None = None) -> int:
                         "70"], check=True)
     common = dict(data_dir=f"{data},{dart},{takeover}", batch_size=a.batch_size, preset=a.preset)
     for cfg in (
+        TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
+        TrainConfig(stage="scratch", out_dir=str(run / "scratch_long"), steps=a.scratch_long_steps,
+                    save_every=1000, **common),
         TrainConfig(stage="teacher", out_dir=str(run / "teacher"), steps=a.teacher_steps,
-                    init_from=str(run / "teacher_base"), lr=5e-4, **common),
+                    init_from=str(run / "scratch_long"), lr=3e-4, **common),
         TrainConfig(stage="distill", out_dir=str(run / "distill"), steps=a.student_steps,
                     teacher_dir=str(run / "teacher"), lr=5e-4, **common),
-        TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
     ):
         _run_stage(cfg)
-    if a.scratch_long_steps > 0:
-        _run_stage(TrainConfig(stage="scratch", out_dir=str(run / "scratch_long"), steps=a.scratch_long_steps,
-                               save_every=1000, **common))
 
     d_rows, s_rows = read_log(run / "distill" / "log.csv"), read_log(run / "scratch" / "log.csv")
     conv = convergence_report(d_rows, s_rows)
