@@ -24,3 +24,5 @@ wait
 $E --checkpoint models/student_scratch_long --decoder pipelined --belt-speed 0.08 0.12 --json runs/eval/p9.json > runs/eval/p9.txt 2>&1 &
 $E --checkpoint models/student_scratch_long --decoder pipelined --n 1 --json runs/eval/p10.json > runs/eval/p10.txt 2>&1 &
 wait
+# The ROS loop's mode (a chunk every control step through the executor's temporal ensemble), the node's default
+$E --checkpoint models/student_distilled --decoder pipelined --n 1 --execute-steps 1 --blend temporal_ensemble --json runs/eval/p11.json > runs/eval/p11.txt 2>&1
