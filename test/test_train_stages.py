@@ -16,7 +16,7 @@ import torch
 
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.train.demos import generate
-from fast_dvla_ros.train.pipeline import convergence_report, speedup_table, steps_to_reach
+from fast_dvla_ros.train.pipeline import convergence_report, main, speedup_table, steps_to_reach
 from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig
 
 TINY = {"image_size": 32}
@@ -109,6 +109,12 @@ def test_convergence_report_counts_steps_to_the_scratch_final_loss() -> None:
     assert steps_to_reach(scratch, 1.5) == 30
     assert convergence_report(distill, scratch) == {"threshold_val_ce": 1.5, "distill_steps": 20,
                                                      "scratch_steps": 30}
+
+
+def test_pipeline_refuses_to_skip_the_long_scratch_student_the_teacher_starts_from(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--run-dir", str(tmp_path), "--scratch-long-steps", "0"])
+    assert not any(tmp_path.iterdir())  # refused before generating anything
 
 
 def test_speedup_table_measures_steps_to_target_and_bounds_unreached_targets() -> None:
