@@ -3,7 +3,7 @@
 1. demonstrations from the scripted expert in the conveyor simulator (clean), and a second set with
    DART noise on the executed joint targets (labels stay clean);
 2. a data-collection policy: a bidirectional masked-diffusion model trained from random weights on the
-   DART set (the teacher of the shipped checkpoints before 2026-11-30);
+   DART set (the base of the teacher shipped until 2026-11-30 late);
 3. recovery demonstrations: its 1000-step checkpoint drives for 10-70 steps, then the expert takes over
    from where it left the arm (only the expert's part is recorded);
 4. the block-causal student from scratch (600 steps, the convergence baseline), and the same trained
