@@ -4,6 +4,7 @@ clamps and reports out-of-limit chunks, rejects NaN chunks, and holds when chunk
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -183,3 +184,21 @@ def test_realtime_priority_is_applied_or_refused_with_a_warning() -> None:
     finally:
         code, out = node.stop()
     assert code == 0 and "Traceback" not in out, out
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_the_node_in_order_with_exit_code_0(sig: signal.Signals) -> None:
+    """Ctrl-C and launch's SIGTERM end the spin, and the teardown runs whole (runner.run_node sets a flag
+    instead of letting rclpy raise KeyboardInterrupt wherever the main thread is)."""
+    node = NodeProcess("executor_node", [])
+    try:
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and "executing chunks" not in node.output:
+            time.sleep(0.2)
+        assert node.alive() and "executing chunks" in node.output, node.output
+        node.proc.send_signal(sig)
+        code = node.wait(10.0)
+    finally:
+        if node.alive():
+            node.stop()
+    assert code == 0 and "Traceback" not in node.output, (code, node.output)

@@ -6,12 +6,15 @@ parameter): ``run_node`` logs that one line and returns exit code 2 instead of a
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 
 class StartupError(RuntimeError):
@@ -26,9 +29,18 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None, threads: int =
 
     A node ends the spin by setting ``node.finished = True`` (and optionally ``node.exit_code``), and
     may define ``close()`` to stop its own threads before the node is destroyed.
+
+    SIGINT and SIGTERM only set a flag that the loop checks between spins (at most 0.1 s later), instead of
+    rclpy's handler, which raises KeyboardInterrupt wherever the main thread is, callbacks and node
+    teardown included. An executor process once exited with SIGSEGV after one SIGINT under load (CI,
+    2026-11-30), and a KeyboardInterrupt inside ``destroy_node`` is a known rclpy segfault (ros2/rclpy#178);
+    with the flag, teardown always runs whole, in order.
     """
     args = sys.argv if argv is None else [sys.argv[0], *argv]
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):  # kept until the process exits: a late signal must not kill it
+        signal.signal(sig, lambda *_: stop.set())
     node: Node | None = None
     executor = None
     code = 0
@@ -36,7 +48,7 @@ def run_node(factory: Callable[[], Node], argv: list[str] | None, threads: int =
         node = factory()
         executor = SingleThreadedExecutor() if threads <= 1 else MultiThreadedExecutor(num_threads=threads)
         executor.add_node(node)
-        while rclpy.ok() and not getattr(node, "finished", False):
+        while rclpy.ok() and not stop.is_set() and not getattr(node, "finished", False):
             executor.spin_once(timeout_sec=0.1)
         code = int(getattr(node, "exit_code", 0))
     except StartupError as exc:
