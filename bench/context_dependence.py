@@ -28,13 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
 from fast_dvla_ros.train.chunks import load_samplers
+from fast_dvla_ros.train.trainer import action_bins
 
 
 def block0_ce(model: DVLA, batch, later_visible: bool) -> tuple[float, float]:
     """(joints CE, gripper CE) of block 0's tokens, every other block masked or visible."""
     tok, cfg = model.action_tokenizer, model.config
-    bins = torch.as_tensor(tok.encode(tok.space.to_relative(batch.actions, batch.proprio.numpy())), dtype=torch.long)
-    bins = bins.reshape(len(batch.actions), -1)
+    bins = action_bins(tok, batch)
     inp = bins.clone() if later_visible else torch.full_like(bins, MASKED_BIN)
     inp[:, : cfg.action_dim] = MASKED_BIN
     with torch.inference_mode():

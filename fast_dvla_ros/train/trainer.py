@@ -138,6 +138,12 @@ def _kl_teacher_to_student(t_logits: torch.Tensor, s_logits: torch.Tensor, mask:
     return F.kl_div(s, t, log_target=True, reduction="batchmean")
 
 
+def action_bins(tokenizer: ActionTokenizer, batch: ChunkBatch) -> torch.Tensor:
+    """The batch's demonstrated chunks as bin indices [B, H*D], in the tokenizer's action kind."""
+    bins = tokenizer.encode(tokenizer.space.to_relative(batch.actions, batch.proprio.numpy()))
+    return torch.as_tensor(bins, dtype=torch.long).reshape(len(batch.actions), -1)
+
+
 def _as_bidirectional(model: DVLA) -> DVLA:
     """The teacher stage started from a block-causal checkpoint: same weights, bidirectional actions.
 
@@ -245,9 +251,7 @@ class StageTrainer:
         return torch.where(drop[:, None], mean, proprio)
 
     def _bins(self, batch: ChunkBatch) -> torch.Tensor:
-        tok = self.model.action_tokenizer
-        bins = tok.encode(tok.space.to_relative(batch.actions, batch.proprio.numpy()))
-        return torch.as_tensor(bins, dtype=torch.long).reshape(len(batch.actions), -1)
+        return action_bins(self.model.action_tokenizer, batch)
 
     def _loss(self, batch: ChunkBatch, mask: torch.Tensor) -> tuple[torch.Tensor, dict]:
         m = mask.reshape(mask.shape[0], -1)
