@@ -16,7 +16,7 @@ import torch
 
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.train.demos import generate
-from fast_dvla_ros.train.pipeline import convergence_report, main, speedup_table, steps_to_reach
+from fast_dvla_ros.train.pipeline import convergence_report, main, round_stages, speedup_table, steps_to_reach
 from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig
 
 TINY = {"image_size": 32}
@@ -115,6 +115,23 @@ def test_pipeline_refuses_to_skip_the_long_scratch_student_the_teacher_starts_fr
     with pytest.raises(SystemExit):
         main(["--run-dir", str(tmp_path), "--scratch-long-steps", "0"])
     assert not any(tmp_path.iterdir())  # refused before generating anything
+
+
+def test_each_round_fine_tunes_the_last_student_into_a_teacher_and_distils_from_it(tmp_path: Path) -> None:
+    stages = round_stages(tmp_path, 3, first_teacher_steps=10, teacher_steps=30, student_steps=6, data_dir="d")
+    assert [(c.stage, Path(c.out_dir).name) for c in stages] == [
+        ("teacher", "teacher"), ("distill", "distill"), ("teacher", "teacher_r2"), ("distill", "distill_r2"),
+        ("teacher", "teacher_r3"), ("distill", "distill_r3")]
+    teachers, students = stages[0::2], stages[1::2]
+    assert [Path(c.init_from).name for c in teachers] == ["scratch_long", "distill", "distill_r2"]
+    assert [c.steps for c in teachers] == [10, 30, 30] and all(c.steps == 6 for c in students)
+    assert [c.teacher_dir for c in students] == [c.out_dir for c in teachers]
+
+
+def test_pipeline_refuses_zero_rounds(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--run-dir", str(tmp_path), "--rounds", "0"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_speedup_table_measures_steps_to_target_and_bounds_unreached_targets() -> None:

@@ -12,8 +12,11 @@
    and fine-tuned with masked-diffusion SFT on all three sets, as DD-VLA fine-tunes an autoregressive
    VLA; trained from random weights, bidirectional teachers picked at most 22% (section 1);
 6. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
-7. a side-by-side convergence plot/CSV of 6 vs the 600-step student, and the checkpoints copied into
-   ``models/``.
+7. optional further rounds (``--rounds``): the last round's distilled student converted to bidirectional
+   attention and fine-tuned into the next teacher (3000 steps), and a new student distilled from it; a
+   second round lifted the teacher from 38% to 74% in the ROS loop's mode (bench/RESULTS.md section 1);
+8. a side-by-side convergence plot/CSV of the last distillation vs the 600-step student, and the last
+   round's checkpoints copied into ``models/``.
 
 Every stage is skipped when its output already exists (delete the run directory to redo it), so
 an interrupted run resumes at the stage it was in.
@@ -31,8 +34,32 @@ from pathlib import Path
 
 from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig, plot_curves
 
-SHIPPED = {"teacher": "teacher_bidirectional", "distill": "student_distilled", "scratch": "student_scratch",
-           "scratch_long": "student_scratch_long"}
+SHIPPED_STUDENTS = {"scratch": "student_scratch", "scratch_long": "student_scratch_long"}
+
+
+def round_dirs(run: Path, k: int) -> tuple[Path, Path]:
+    """Teacher and distilled-student run directories of round ``k`` (1-based; round 1 keeps the names it
+    had before rounds existed, so an older run directory resumes instead of retraining)."""
+    suffix = "" if k == 1 else f"_r{k}"
+    return run / f"teacher{suffix}", run / f"distill{suffix}"
+
+
+def round_stages(run: Path, rounds: int, first_teacher_steps: int, teacher_steps: int, student_steps: int,
+                 **common) -> list[TrainConfig]:
+    """The teacher/student rounds, in order: round 1's teacher starts from the long block-causal student,
+    each later teacher from the previous round's distilled student (converted to bidirectional attention),
+    and every student is distilled from its own round's frozen teacher."""
+    stages, init = [], run / "scratch_long"
+    for k in range(1, rounds + 1):
+        teacher, distill = round_dirs(run, k)
+        stages += [
+            TrainConfig(stage="teacher", out_dir=str(teacher), steps=first_teacher_steps if k == 1 else teacher_steps,
+                        init_from=str(init), lr=3e-4, **common),
+            TrainConfig(stage="distill", out_dir=str(distill), steps=student_steps, teacher_dir=str(teacher),
+                        lr=5e-4, **common),
+        ]
+        init = distill
+    return stages
 
 
 def read_log(path: Path) -> list[dict]:
@@ -95,8 +122,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=400, help="demonstration episodes")
     p.add_argument("--base-steps", type=int, default=2000,
                    help="data-collection policy on the DART set (stopped at 2000 of a 3000-step cosine schedule)")
-    p.add_argument("--teacher-steps", type=int, default=1000,
-                   help="teacher: bidirectional fine-tuning of the long block-causal model on all sets")
+    p.add_argument("--first-teacher-steps", type=int, default=1000,
+                   help="round 1's teacher: bidirectional fine-tuning of the long block-causal model on all sets")
+    p.add_argument("--teacher-steps", type=int, default=3000,
+                   help="later rounds' teachers: bidirectional fine-tuning of the last distilled student")
+    p.add_argument("--rounds", type=int, default=1, help="teacher -> distilled student rounds (>= 1)")
     p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
     p.add_argument("--scratch-long-steps", type=int, default=3000,
@@ -107,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.scratch_long_steps < 1:
         p.error("--scratch-long-steps must be >= 1: the teacher starts from the long scratch student")
+    if a.rounds < 1:
+        p.error("--rounds must be >= 1")
     run = a.run_dir
     data, dart, takeover = run / "demos", run / "demos_dart", run / "demos_takeover"
     demos = [sys.executable, "-m", "fast_dvla_ros.train.demos"]
@@ -128,24 +160,24 @@ def main(argv: list[str] | None = None) -> int:
         TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
         TrainConfig(stage="scratch", out_dir=str(run / "scratch_long"), steps=a.scratch_long_steps,
                     save_every=1000, **common),
-        TrainConfig(stage="teacher", out_dir=str(run / "teacher"), steps=a.teacher_steps,
-                    init_from=str(run / "scratch_long"), lr=3e-4, **common),
-        TrainConfig(stage="distill", out_dir=str(run / "distill"), steps=a.student_steps,
-                    teacher_dir=str(run / "teacher"), lr=5e-4, **common),
+        *round_stages(run, a.rounds, a.first_teacher_steps, a.teacher_steps, a.student_steps, **common),
     ):
         _run_stage(cfg)
+    teacher, distill = round_dirs(run, a.rounds)
 
-    # The issue's convergence comparison. Since the teacher starts from the long scratch student, the
-    # distilled student continues that run rather than racing the 600-step one (models/README.md).
-    d_rows, s_rows = read_log(run / "distill" / "log.csv"), read_log(run / "scratch" / "log.csv")
+    # The issue's convergence comparison. Since the teachers descend from the long scratch student, the
+    # distilled student continues that lineage rather than racing the 600-step one (models/README.md).
+    d_rows, s_rows = read_log(distill / "log.csv"), read_log(run / "scratch" / "log.csv")
     conv = convergence_report(d_rows, s_rows)
     (run / "convergence.json").write_text(json.dumps(conv, indent=2))
     plot_curves({"distill": d_rows, "scratch": s_rows}, run / "convergence.png")
     print(f"[train] convergence: {json.dumps(conv)}")
 
     if not a.no_copy:
-        for stage, name in SHIPPED.items():
-            src, dst = run / stage, a.models_dir / name
+        shipped = {teacher: "teacher_bidirectional", distill: "student_distilled",
+                   **{run / stage: name for stage, name in SHIPPED_STUDENTS.items()}}
+        for src, name in shipped.items():
+            dst = a.models_dir / name
             if not (src / "model.safetensors").exists():
                 continue
             dst.mkdir(parents=True, exist_ok=True)
