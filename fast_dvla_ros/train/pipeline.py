@@ -122,9 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--episodes", type=int, default=400, help="demonstration episodes")
     p.add_argument("--base-steps", type=int, default=2000,
                    help="data-collection policy on the DART set (stopped at 2000 of a 3000-step cosine schedule)")
-    p.add_argument("--first-teacher-steps", type=int, default=1000,
+    p.add_argument("--teacher-steps", type=int, default=1000,
                    help="round 1's teacher: bidirectional fine-tuning of the long block-causal model on all sets")
-    p.add_argument("--teacher-steps", type=int, default=3000,
+    p.add_argument("--round-teacher-steps", type=int, default=3000,
                    help="later rounds' teachers: bidirectional fine-tuning of the last distilled student")
     p.add_argument("--rounds", type=int, default=1, help="teacher -> distilled student rounds (>= 1)")
     p.add_argument("--takeover-episodes", type=int, default=300)
@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         TrainConfig(stage="scratch", out_dir=str(run / "scratch"), steps=a.student_steps, **common),
         TrainConfig(stage="scratch", out_dir=str(run / "scratch_long"), steps=a.scratch_long_steps,
                     save_every=1000, **common),
-        *round_stages(run, a.rounds, a.first_teacher_steps, a.teacher_steps, a.student_steps, **common),
+        *round_stages(run, a.rounds, a.teacher_steps, a.round_teacher_steps, a.student_steps, **common),
     ):
         _run_stage(cfg)
     teacher, distill = round_dirs(run, a.rounds)
