@@ -12,9 +12,10 @@
    and fine-tuned with masked-diffusion SFT on all three sets, as DD-VLA fine-tunes an autoregressive
    VLA; trained from random weights, bidirectional teachers picked at most 22% (section 1);
 6. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
-7. optional further rounds (``--rounds``): the last round's distilled student converted to bidirectional
-   attention and fine-tuned into the next teacher (3000 steps), and a new student distilled from it; a
-   second round lifted the teacher from 38% to 74% in the ROS loop's mode (bench/RESULTS.md section 1);
+7. two more rounds (``--rounds``, default 3): the last round's distilled student converted to
+   bidirectional attention and fine-tuned into the next teacher (3000 steps), and a new student distilled
+   from it; in the ROS loop's mode the teacher went from 38% (round 1) to 74% (round 2) and 80-84% (round
+   3, the shipped pair; bench/RESULTS.md section 1);
 8. a side-by-side convergence plot/CSV of the last distillation vs the 600-step student, and the last
    round's checkpoints copied into ``models/``.
 
@@ -126,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="round 1's teacher: bidirectional fine-tuning of the long block-causal model on all sets")
     p.add_argument("--round-teacher-steps", type=int, default=3000,
                    help="later rounds' teachers: bidirectional fine-tuning of the last distilled student")
-    p.add_argument("--rounds", type=int, default=1, help="teacher -> distilled student rounds (>= 1)")
+    p.add_argument("--rounds", type=int, default=3,
+                   help="teacher -> distilled student rounds (>= 1; the shipped pair is round 3's)")
     p.add_argument("--takeover-episodes", type=int, default=300)
     p.add_argument("--student-steps", type=int, default=600, help="budget of both students")
     p.add_argument("--scratch-long-steps", type=int, default=3000,
