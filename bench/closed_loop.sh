@@ -24,5 +24,9 @@ wait
 $E --checkpoint models/student_scratch_long --decoder pipelined --belt-speed 0.08 0.12 --json runs/eval/p9.json > runs/eval/p9.txt 2>&1 &
 $E --checkpoint models/student_scratch_long --decoder pipelined --n 1 --json runs/eval/p10.json > runs/eval/p10.txt 2>&1 &
 wait
-# The ROS loop's mode (a chunk every control step through the executor's temporal ensemble), the node's default
-$E --checkpoint models/student_distilled --decoder pipelined --n 1 --execute-steps 1 --blend temporal_ensemble --json runs/eval/p11.json > runs/eval/p11.txt 2>&1
+# The ROS loop's mode (a chunk every control step through the executor's temporal ensemble), the node's default:
+# the baseline and Fast-dVLA at n = 1 (the targets; for the latency ratio run them alone, in one process)
+L="--execute-steps 1 --blend temporal_ensemble"
+$E --checkpoint models/teacher_bidirectional --decoder bidirectional $L --json runs/eval/p11.json > runs/eval/p11.txt 2>&1 &
+$E --checkpoint models/student_distilled --decoder pipelined --n 1 $L --json runs/eval/p12.json > runs/eval/p12.txt 2>&1 &
+wait

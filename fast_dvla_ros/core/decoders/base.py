@@ -70,7 +70,7 @@ class Decoder:
     ``unmasking.predict`` for why the mode is a biased estimate of an ordinal action bin). None = the
     decoder's ``default_readout``, "mean" for every decoder since 2026-11-30, chosen by closed-loop
     measurement (bench/RESULTS.md section 1): the block decoders picked nothing with "argmax" (0/50 ->
-    38-42% for the first distilled student), and the shipped teacher picks 38% (50 episodes) with "mean"
+    38-42% for the first distilled student), and the round-1 teacher picked 38% (50 episodes) with "mean"
     against 1/20 with "argmax" (the earlier teacher, trained from random weights, was the exception:
     22% vs 10%).
 
