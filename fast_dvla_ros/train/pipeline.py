@@ -14,8 +14,9 @@
 6. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
 7. two more rounds (``--rounds``, default 3): the last round's distilled student converted to
    bidirectional attention and fine-tuned into the next teacher (3000 steps), and a new student distilled
-   from it; in the ROS loop's mode the teacher went from 38% (round 1) to 74% (round 2) and 80-84% (round
-   3, the shipped pair; bench/RESULTS.md section 1);
+   from it; with the evaluation's receding horizon the teacher went from 38% (round 1) to 56% (round 2)
+   and 66% (round 3), in the ROS loop's mode from 74% (round 2) to 80-84% (round 3, the shipped pair;
+   bench/RESULTS.md section 1);
 8. a side-by-side convergence plot/CSV of the last distillation vs the 600-step student, and the last
    round's checkpoints copied into ``models/``.
 
