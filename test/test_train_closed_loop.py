@@ -14,6 +14,7 @@ from fast_dvla_ros.train.closed_loop import (
     decoder_options,
     evaluate,
     parse_decoder_spec,
+    run_episode,
 )
 
 
@@ -67,6 +68,45 @@ def test_stepper_temporal_ensemble_averages_overlapping_chunks_at_the_same_step_
         ChunkStepper(1, 1 / 30, blend="average")
     with pytest.raises(ValueError):
         ChunkStepper(0, 1 / 30)
+
+
+def test_stepper_skips_the_steps_of_a_late_chunk_that_lie_in_the_past() -> None:
+    """A chunk decoded from an observation two steps old: its first two steps are history, with and
+    without the executor's blender, as the chunk executor treats a chunk that arrives late."""
+    dt = 1 / 30
+    plain, latest = ChunkStepper(3, dt), ChunkStepper(3, dt, blend="latest")
+    for s in (plain, latest):
+        s.reset(np.zeros(8))
+    np.testing.assert_allclose(np.stack(plain.actions(_chunk(0.0), 2 * dt, stamp=0.0)), _chunk(0.0)[2:5])
+    np.testing.assert_allclose(np.stack(latest.actions(_chunk(0.0), 2 * dt, stamp=0.0)), _chunk(0.0)[2:5],
+                               atol=1e-9)
+
+
+def test_latency_steps_decode_from_the_observation_that_many_steps_old() -> None:
+    """Each decision sees the observation of ``latency_steps`` control steps before it (the first one
+    until there is one), and the simulator's state has moved on meanwhile."""
+    from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
+
+    torch.set_num_threads(1)
+    driver = PolicyDriver(Policy.load("models/student_distilled", decoder="pipelined"), 30.0)
+    seen: list[tuple[int, int | None, float]] = []
+    decide = driver.decide
+
+    def spy(obs, instruction, at_step=None):
+        seen.append((driver.steps, at_step, float(obs["joint_pos"][0])))
+        return decide(obs, instruction, at_step)
+
+    driver.decide = spy
+    env = ConveyorPickEnv(SimConfig(episode_time_limit=0.3))
+    try:
+        run_episode(env, driver, ChunkStepper(1, 1 / 30, blend="temporal_ensemble"), 1000, latency_steps=3)
+        with pytest.raises(ValueError):
+            run_episode(env, driver, ChunkStepper(1, 1 / 30), 1000, latency_steps=-1)
+    finally:
+        env.close()
+    assert [(now, at) for now, at, _ in seen] == [(k, max(0, k - 3)) for k in range(9)]
+    joints = [j for _, _, j in seen]
+    assert joints[0] == joints[1] == joints[2] == joints[3] != joints[4]  # steps 0-3 decide on step 0's joints
 
 
 def test_evaluate_with_the_executor_blender_runs_one_chunk_per_step() -> None:

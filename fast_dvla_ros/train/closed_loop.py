@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -58,9 +59,12 @@ class PolicyDriver:
             self.history.clear()
             self.history.push(0.0, obs["image"])
 
-    def decide(self, obs: dict, instruction: str) -> PolicyResult:
+    def decide(self, obs: dict, instruction: str, at_step: int | None = None) -> PolicyResult:
+        """Decode a chunk for ``obs``, taken at control step ``at_step`` (default: now; earlier when the
+        evaluation replays the real-time loop's observation delay)."""
         proprio = np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]).astype(np.float32)
-        previous = self.history.previous(self.steps / self.control_hz) if self.history is not None else None
+        step = self.steps if at_step is None else at_step
+        previous = self.history.previous(step / self.control_hz) if self.history is not None else None
         return self.policy.predict(Observation(obs["image"], proprio, instruction, previous))
 
     def stepped(self, obs: dict) -> None:
@@ -94,11 +98,16 @@ class ChunkStepper:
         if self.blender is not None:
             self.blender.clear()
 
-    def actions(self, chunk_actions: np.ndarray, now: float) -> list[np.ndarray]:
+    def actions(self, chunk_actions: np.ndarray, now: float, stamp: float | None = None) -> list[np.ndarray]:
+        """The next ``execute_steps`` actions at time ``now`` of a chunk decoded from the observation of time
+        ``stamp`` (default ``now``): steps of the chunk that already lie in the past are skipped, as the
+        executor does with a chunk that arrives late."""
+        stamp = now if stamp is None else stamp
         if self.blender is None:
-            out = [np.asarray(a) for a in chunk_actions[: self.execute_steps]]
+            skip = min(max(0, round((now - stamp) / self.dt)), len(chunk_actions) - 1)
+            out = [np.asarray(a) for a in chunk_actions[skip: skip + self.execute_steps]]
         else:
-            chunk = Chunk(stamp=now, step_period=self.dt, positions=chunk_actions[:, :-1],
+            chunk = Chunk(stamp=stamp, step_period=self.dt, positions=chunk_actions[:, :-1],
                           gripper=chunk_actions[:, -1])
             self.blender.add(chunk, now, anchor=self.commanded)
             out = [self.blender.sample(now + (k + 1) * self.dt) for k in range(self.execute_steps)]
@@ -125,6 +134,7 @@ class EvalResult:
     belt_speed: tuple[float, float] | None = None
     execute_steps: int = 4
     blend: str | None = None
+    latency_steps: int = 0
     per_episode: list[dict] = field(default_factory=list)
 
     def row(self) -> str:
@@ -151,24 +161,34 @@ def run_episode(
     seed: int,
     on_decision: Callable[[PolicyResult], None] | None = None,
     on_step: Callable[[np.ndarray, dict, dict], None] | None = None,
+    latency_steps: int = 0,
 ) -> dict:
     """One seeded episode, observe -> decide -> execute until the simulator ends it; returns its last info.
 
     The one episode loop of the evaluation and of ``bench/trace_episodes.py``: ``on_decision(result)``
     sees every decoded chunk, ``on_step(action, obs, info)`` every executed control step.
+    ``latency_steps`` replays the real-time loop's delay: each chunk is decoded from the observation of
+    that many control steps earlier (the episode's first one until there is one) and stamped with its time,
+    so the arm has moved on and the chunk's past steps are skipped, as on the ROS loop (bench/RESULTS.md
+    section 3: observation -> command ~96 ms, about 3 steps, for the distilled student).
     """
     obs, info = env.reset(seed=seed)
     instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
+    if latency_steps < 0:
+        raise ValueError("latency_steps must be >= 0")
     driver.reset(obs)
     stepper.reset(np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]))
     dt = 1.0 / env.control_hz
+    seen: deque[tuple[int, dict]] = deque([(0, obs)], maxlen=latency_steps + 1)
     while True:
-        result = driver.decide(obs, instruction)
+        at_step, observed = seen[0]
+        result = driver.decide(observed, instruction, at_step)
         if on_decision is not None:
             on_decision(result)
-        for action in stepper.actions(result.actions, driver.steps * dt):
+        for action in stepper.actions(result.actions, driver.steps * dt, at_step * dt):
             obs, _, terminated, truncated, info = env.step(action)
             driver.stepped(obs)
+            seen.append((driver.steps, obs))
             if on_step is not None:
                 on_step(action, obs, info)
             if terminated or truncated:
@@ -184,6 +204,7 @@ def evaluate(
     progress: bool = True,
     blend: str | None = None,
     ensemble_m: float = 0.1,
+    latency_steps: int = 0,
 ) -> EvalResult:
     """Run ``episodes`` seeded episodes (seeds seed0, seed0+1, ...) and aggregate.
 
@@ -209,7 +230,7 @@ def evaluate(
     bar = tqdm(range(episodes), desc=f"eval {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
     try:
         for i in bar:
-            info = run_episode(env, driver, stepper, seed0 + i, on_decision=record)
+            info = run_episode(env, driver, stepper, seed0 + i, on_decision=record, latency_steps=latency_steps)
             per_episode.append({
                 "seed": seed0 + i, "success": bool(info.get("success")), "steps": driver.steps,
                 "failure_cause": info.get("failure_cause", ""), "belt_speed": info.get("belt_speed"),
@@ -242,6 +263,7 @@ def evaluate(
         belt_speed=(min(speeds), max(speeds)) if speeds else None,
         execute_steps=execute_steps,
         blend=blend,
+        latency_steps=latency_steps,
         per_episode=per_episode,
     )
 
@@ -258,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blend", choices=BLEND_MODES, default=None,
                    help="blend chunks with the ROS executor's ChunkBlender (default: execute the newest chunk as is)")
     p.add_argument("--ensemble-m", type=float, default=0.1, help="temporal_ensemble weight exp(-m*i), i=0 oldest")
+    p.add_argument("--latency-steps", type=int, default=0,
+                   help="decode from the observation this many control steps old, as the real-time ROS loop does "
+                        "(~3 for the distilled student, ~6 for the baseline; bench/RESULTS.md section 3)")
     p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
@@ -321,6 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         decoders = decoders * len(a.checkpoint)
     if len(decoders) != len(a.checkpoint):
         p.error("give one --decoder per --checkpoint (or one for all)")
+    if a.latency_steps < 0:
+        p.error("--latency-steps must be >= 0")
     overrides = {"belt_speed_range": tuple(a.belt_speed)} if a.belt_speed else {}
     results = []
     t0 = time.perf_counter()
@@ -328,12 +355,13 @@ def main(argv: list[str] | None = None) -> int:
         name, options = parse_decoder_spec(dec)[0], decoder_options(a, dec)
         policy = Policy.load(ckpt, decoder=name, readout=a.readout, **options)
         result = evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
-                          ensemble_m=a.ensemble_m)
+                          ensemble_m=a.ensemble_m, latency_steps=a.latency_steps)
         if options:  # rows of one decoder with different settings stay apart in the table and the JSON
             result.decoder = f"{name} {','.join(f'{k}={v}' for k, v in options.items())}"
         results.append(result)
     print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
-          f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, belt {overrides or 'default range'}, "
+          f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, latency {a.latency_steps} steps, "
+          f"belt {overrides or 'default range'}, "
           f"{time.perf_counter() - t0:.0f} s total\n")
     print(TABLE_HEADER)
     for r in results:
