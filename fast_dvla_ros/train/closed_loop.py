@@ -172,10 +172,10 @@ def run_episode(
     so the arm has moved on and the chunk's past steps are skipped, as on the ROS loop (bench/RESULTS.md
     section 3: observation -> command ~96 ms, about 3 steps, for the distilled student).
     """
-    obs, info = env.reset(seed=seed)
-    instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
     if latency_steps < 0:
         raise ValueError("latency_steps must be >= 0")
+    obs, info = env.reset(seed=seed)
+    instruction = info.get("instruction", "pick the block from the conveyor and place it in the bin")
     driver.reset(obs)
     stepper.reset(np.concatenate([obs["joint_pos"], [obs["gripper_width"]]]))
     dt = 1.0 / env.control_hz
