@@ -68,7 +68,8 @@ else
   # point them at this one (idempotent: nothing to replace the second time).
   PYINC="$("$VPY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
   NPINC="$("$VPY" -c 'import numpy; print(numpy.get_include())')"
-  grep -rl --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null | while read -r f; do
+  # (grep exits 1 once nothing is left to replace: under pipefail that must not end the script)
+  { grep -rl --include='*.cmake' '/opt/python/cp311-cp311' "$VENV/share" 2>/dev/null || true; } | while read -r f; do
     sed -i "s#/opt/python/cp311-cp311/lib/python3.11/site-packages/numpy/_core/include#$NPINC#g; s#/opt/python/cp311-cp311/include/python3.11#$PYINC#g" "$f"
   done
   rm -rf "$BUILD_DIR"; mkdir -p "$BUILD_DIR"

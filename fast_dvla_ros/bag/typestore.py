@@ -18,7 +18,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from rosbags.typesys.store import Typestore
 
 PACKAGE = "fast_dvla_ros"
-CUSTOM_TYPES = ("DecodeStats", "ActionChunk", "ExecutorStatus", "EpisodeOutcome")
+CUSTOM_TYPES = ("DecodeStats", "ActionChunk", "ExecutorStatus", "EpisodeOutcome", "EpisodeStart")
 MSG_DIR_ENV = "FAST_DVLA_MSG_DIR"
 
 
