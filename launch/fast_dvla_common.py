@@ -9,6 +9,7 @@ Topic wiring (CONTRACTS.md: the nodes use private ``~/`` names, remapped here):
     camera/sim image ─> policy ~/image            policy ~/action_chunk ─> <action_chunk_topic>
     joint states     ─> policy ~/joint_states     <action_chunk_topic>  ─> executor ~/action_chunk
     <instruction_topic> ─> policy ~/instruction   executor ~/joint_trajectory ─> controller / sim
+    <episode_start_topic> ─> policy, executor ~/episode_start
                                                   executor ~/gripper_command  ─> gripper / sim
 
 Relative topic names resolve inside the ``namespace`` argument, like the robot's own topics.
@@ -44,6 +45,7 @@ def policy_executor_arguments(
     trajectory_topic: str,
     gripper_topic: str,
     instruction_topic: str = "fast_dvla/instruction",
+    episode_start_topic: str = "fast_dvla/episode_start",
 ) -> list[DeclareLaunchArgument]:
     """Arguments of the policy/executor half; defaults differ between robot and simulator."""
     return [
@@ -86,6 +88,11 @@ def policy_executor_arguments(
             "instruction_topic",
             default_value=instruction_topic,
             description="std_msgs/String task instruction (transient local: publish it once)",
+        ),
+        DeclareLaunchArgument(
+            "episode_start_topic",
+            default_value=episode_start_topic,
+            description="fast_dvla_ros/EpisodeStart: the scene was reset (policy and executor drop older data)",
         ),
         DeclareLaunchArgument(
             "action_chunk_topic",
@@ -175,6 +182,7 @@ def policy_and_executor_nodes(
             ("~/image/compressed", [LaunchConfiguration("image_topic"), "/compressed"]),
             ("~/joint_states", LaunchConfiguration("policy_joint_states_topic")),
             ("~/instruction", LaunchConfiguration("instruction_topic")),
+            ("~/episode_start", LaunchConfiguration("episode_start_topic")),
             ("~/action_chunk", LaunchConfiguration("action_chunk_topic")),
         ],
         arguments=log_args,
@@ -193,6 +201,7 @@ def policy_and_executor_nodes(
             ("~/joint_states", LaunchConfiguration("executor_joint_states_topic")),
             ("~/joint_trajectory", LaunchConfiguration("trajectory_topic")),
             ("~/gripper_command", LaunchConfiguration("gripper_command_topic")),
+            ("~/episode_start", LaunchConfiguration("episode_start_topic")),
             *(robot_executor_remaps or []),
         ],
         arguments=log_args,
@@ -215,6 +224,7 @@ def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
             "trajectory_topic",
             "gripper_command_topic",
             "instruction_topic",
+            "episode_start_topic",
             "policy_joint_states_topic",
             "executor_joint_states_topic",
         )

@@ -70,6 +70,7 @@ def generate_launch_description() -> LaunchDescription:
         trajectory_topic=f"{SIM_NODE}/joint_trajectory",
         gripper_topic=f"{SIM_NODE}/gripper_command",
         instruction_topic=f"{SIM_NODE}/instruction",  # the simulator announces each episode's task
+        episode_start_topic=f"{SIM_NODE}/episode_start",  # and each reset
     )
     # The simulator keeps its own private names; the policy/executor defaults above point at them.
     return LaunchDescription(

@@ -121,3 +121,29 @@ def test_joint_delta_actions_are_relative_to_the_observation_and_round_trip() ->
     back = space.to_absolute(tok.decode(tok.encode(rel)), proprio)
     assert np.all(np.abs(back - absolute) <= tok.bin_width / 2 + 1e-9)  # half a bin of motion, whatever the pose
     assert ActionSpace.panda_default().relative_dims == []  # absolute spaces are untouched
+
+
+def test_shipped_gripper_bins_decode_inside_the_hand_s_range_and_reach_the_executor_unclamped() -> None:
+    from pathlib import Path
+
+    from fast_dvla_ros.execution import load_joint_limits
+    from fast_dvla_ros.execution.safety import validate_chunk
+
+    root = Path(__file__).resolve().parents[1] / "models"
+    for name in ("student_distilled", "teacher_bidirectional"):
+        tok = ActionTokenizer.load(root / name / "action_tokenizer.json")
+        g = tok.space.gripper_index
+        assert g is not None
+        assert tok.decode(np.zeros((1, tok.dim)))[0, g] < 0.0  # the bin range overhangs the hand's (why we clip)
+        bins = np.zeros((2, 8, tok.dim), dtype=np.int64)
+        bins[1] = tok.num_bins - 1  # both edge bins of every dimension
+        absolute = tok.space.to_absolute(tok.decode(bins), np.zeros((2, 8)))
+        widths = absolute[..., g]
+        assert widths.min() == 0.0 and widths.max() == 0.08
+        limits = load_joint_limits("panda")
+        home = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])
+        _, clamp = validate_chunk(
+            limits=limits, now=0.0, joint_names=list(limits.joint_names), actions=np.tile(home, (8, 1)).reshape(-1),
+            gripper=widths[0], horizon=8, step_period=1 / 30, stamp=0.0, sequence_id=1, action_kind="joint_position",
+        )
+        assert clamp.count == 0  # the executor's clamp counter now counts only real clamps

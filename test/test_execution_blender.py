@@ -50,9 +50,10 @@ def test_rtc_freeze_keeps_committed_steps_and_crossfades_the_rest() -> None:
     b = ChunkBlender("rtc_freeze", freeze_steps=2, crossfade_steps=2)
     b.add(_chunk(0.0, 1.0, h=10), now=0.0)
     b.add(_chunk(0.0, 2.0, h=10, seq=1), now=0.0)
-    assert b.sample(0.1)[0] == pytest.approx(1.0)  # frozen
-    assert b.sample(0.2)[0] == pytest.approx(1.0)  # frozen
-    mid = b.sample(0.3)[0]
+    # steps sit at mid-step times 0.05, 0.15, ... (core/actuation.py): the two within 2 steps of now are frozen
+    assert b.sample(0.05)[0] == pytest.approx(1.0)  # frozen
+    assert b.sample(0.15)[0] == pytest.approx(1.0)  # frozen
+    mid = b.sample(0.25)[0]
     assert 1.0 < mid < 2.0  # cross-fading
     assert b.sample(0.6)[0] == pytest.approx(2.0)  # new chunk after the fade
 

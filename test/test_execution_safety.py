@@ -170,12 +170,42 @@ def test_executor_reanchors_to_the_arm_when_it_is_far_from_the_command() -> None
     moved[0] += 1.0  # e.g. the simulator reset the arm, or a collision pushed it
     core.update_joint_state(NAMES, moved, 0.05)
     cmd = core.tick(0.07)
-    assert cmd.state == ExecutorState.WAITING_FOR_CHUNK and cmd.positions is None
+    # the re-anchor tick commands a hold where the arm is (the controller must stop following the old plan)
+    assert cmd.state == ExecutorState.WAITING_FOR_CHUNK and cmd.positions is not None
+    assert np.allclose(cmd.positions, moved) and np.all(cmd.velocities == 0.0)
     assert np.allclose(core.q_ref, moved) and "re-anchored" in core.counters.last_event
+    # a chunk decoded from an observation before the jump (in flight) is dropped, not blended
+    assert not core.add_chunk(0.075, **_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.04))
+    assert core.counters.chunks_superseded == 1
     # the next chunk is planned from where the arm really is
     assert core.add_chunk(0.08, **_fields(np.tile(moved, (8, 1)), stamp=0.08))
     cmd = core.tick(0.1)
     assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], moved, atol=1e-6)
+
+
+def test_episode_start_drops_pre_reset_chunks_and_holds_at_the_pose_measured_after_it() -> None:
+    core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.5)
+    core.update_joint_state(NAMES, HOME, 0.0, stamp=0.0)
+    core.tick(0.0)
+    assert core.add_chunk(0.01, **_fields(np.tile(HOME + 0.2, (8, 1)), gripper=np.zeros(8), stamp=0.01))
+    assert core.tick(0.04).state == ExecutorState.EXECUTING
+    core.start_episode(stamp=1.0, now=1.002)
+    reset_pose = HOME + np.array([0.1, 0, 0, 0, 0, 0, 0])  # within the re-anchor tolerance: only the signal helps
+    # a joint state measured before the reset (in flight) is not taken as the new episode's pose
+    assert not core.update_joint_state(NAMES, HOME + 0.3, 1.003, stamp=0.99)
+    assert core.tick(1.004).positions is None  # no pose of this episode yet: nothing to hold at
+    assert core.update_joint_state(NAMES, reset_pose, 1.010, stamp=1.009)
+    cmd = core.tick(1.011)
+    assert cmd.state == ExecutorState.WAITING_FOR_CHUNK
+    assert np.allclose(cmd.positions, reset_pose) and np.all(cmd.velocities == 0.0)
+    assert cmd.gripper is None  # the reset opened the gripper: the last episode's width must not be re-sent
+    # the chunk decoded from the last image before the reset arrives after it: dropped
+    assert not core.add_chunk(1.02, **_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.98))
+    assert core.counters.chunks_superseded == 1
+    assert core.tick(1.044).state == ExecutorState.WAITING_FOR_CHUNK  # still holding
+    assert core.add_chunk(1.05, **_fields(np.tile(reset_pose, (8, 1)), stamp=1.04))
+    cmd = core.tick(1.077)
+    assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], reset_pose, atol=1e-6)
 
 
 def test_executor_counts_sub_millimetre_clamps_without_an_empty_event() -> None:

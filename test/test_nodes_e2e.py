@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 pytest.importorskip("rclpy")
 pytest.importorskip("pybullet")
@@ -37,9 +39,10 @@ T = {
     "gripper": f"{_NS}/fast_dvla/gripper_command",
     "status": f"{_NS}/chunk_executor/status",
     "outcome": f"{_NS}/conveyor_sim/episode_outcome",
+    "episode_start": f"{_NS}/fast_dvla/episode_start",
 }
 LIMITS = load_joint_limits("panda")
-VSCALE = 0.6  # sim_conveyor.yaml
+VSCALE = float(yaml.safe_load(Path(PARAMS).read_text())["/**/chunk_executor"]["ros__parameters"]["velocity_scale"])
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +63,18 @@ def start_graph(checkpoint: str, episodes: int, time_limit: float) -> dict[str, 
     sim = NodeProcess("sim_node", [*base, "-p", f"episodes:={episodes}", "-p", f"episode_time_limit_s:={time_limit}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
         "-r", f"~/instruction:={T['instruction']}", "-r", f"~/episode_outcome:={T['outcome']}",
-        "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}"],
+        "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}",
+        "-r", f"~/episode_start:={T['episode_start']}"],
         name="conveyor_sim")  # fmt: skip
     policy = NodeProcess("policy_node", [*base, "-p", f"checkpoint:={checkpoint}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
-        "-r", f"~/instruction:={T['instruction']}", "-r", f"~/action_chunk:={T['chunk']}"],
+        "-r", f"~/instruction:={T['instruction']}", "-r", f"~/action_chunk:={T['chunk']}",
+        "-r", f"~/episode_start:={T['episode_start']}"],
         name="fast_dvla_policy")  # fmt: skip
     executor = NodeProcess("executor_node", [*base, "-r", f"~/status:={T['status']}",
         "-r", f"~/action_chunk:={T['chunk']}", "-r", f"~/joint_states:={T['joint_states']}",
-        "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}"],
+        "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}",
+        "-r", f"~/episode_start:={T['episode_start']}"],
         name="chunk_executor")  # fmt: skip
     return {"sim": sim, "policy": policy, "executor": executor}
 

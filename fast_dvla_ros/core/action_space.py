@@ -84,11 +84,20 @@ class ActionSpace:
         return out
 
     def to_absolute(self, actions: np.ndarray, proprio: np.ndarray) -> np.ndarray:
-        """Inverse of :meth:`to_relative`: what the arm is commanded, in absolute joint positions."""
+        """Inverse of :meth:`to_relative`: what the arm is commanded, in absolute joint positions.
+
+        The gripper width is clipped to what a Franka hand can do, [0, GRIPPER_MAX_WIDTH]: the bin range
+        carries a small margin around the data (its edge bins decode to -1.4 mm and 81.4 mm), and values
+        the hardware cannot reach are not a decision of the policy. Without the clip every chunk reached
+        the executor with a clamped gripper value and its clamp counter hid the real clamps.
+        """
         out = np.array(actions, dtype=np.float64, copy=True)
         rel = self.relative_dims
         if rel:
             out[..., rel] += np.asarray(proprio, np.float64)[:, None, : len(rel)]
+        if self.gripper_index is not None:
+            g = self.gripper_index
+            out[..., g] = np.clip(out[..., g], 0.0, GRIPPER_MAX_WIDTH)
         return out
 
     @classmethod

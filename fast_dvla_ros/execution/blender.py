@@ -1,7 +1,8 @@
 """Chunk buffer and blender: turns overlapping action chunks into one continuous joint plan.
 
-Time convention (msg/ActionChunk.msg): step ``i`` of a chunk stamped ``t0`` is meant for
-``t0 + (i + 1) * step_period``. Steps that already lie in the past when the chunk is added are
+Time convention (msg/ActionChunk.msg, fast_dvla_ros/core/actuation.py): step ``i`` of a chunk stamped
+``t0`` is meant for ``t0 + (i + 1/2) * step_period``, the middle of the control step over which the
+demonstrations held it. Steps that already lie in the past when the chunk is added are
 dropped (counted), and the plan is evaluated by linear interpolation between step times, so the
 policy's stamp grid never has to line up with the executor's 30 Hz ticks.
 
@@ -29,6 +30,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fast_dvla_ros.core.actuation import step_times
+
 BLEND_MODES = ("latest", "temporal_ensemble", "rtc_freeze")
 
 
@@ -47,7 +50,7 @@ class Chunk:
         return int(self.positions.shape[0])
 
     def step_times(self) -> np.ndarray:
-        return self.stamp + self.step_period * np.arange(1, self.horizon + 1, dtype=np.float64)
+        return step_times(self.stamp, self.horizon, self.step_period)
 
 
 @dataclass

@@ -3,9 +3,17 @@
 State machine (same numbers as msg/ExecutorStatus.msg):
 
 * WAITING_FOR_JOINT_STATE - no valid joint state yet: nothing is commanded, ever.
-* WAITING_FOR_CHUNK - the arm's position is known, no plan yet: nothing is commanded (the
-  controller keeps holding on its own). Also entered when the measured arm is more than
-  ``reanchor_tolerance`` away from the command (an external reset): the plan is dropped.
+* WAITING_FOR_CHUNK - the arm's position is known, no plan yet. Before anything was ever commanded,
+  nothing is sent (the controller keeps holding on its own). After an episode start
+  (``start_episode``) or a re-anchor (the measured arm more than ``reanchor_tolerance`` away from the
+  command: an external reset, a reflex stop), the plan is dropped and every tick commands a hold at
+  the pose measured after it, so the controller stops following the trajectory it was last sent.
+
+Episode boundaries. An episode start or a re-anchor opens a new *epoch* at the time of the event:
+chunks decoded from observations stamped before it, and joint states stamped before it, belong to a
+situation that no longer exists and are dropped (counted in ``chunks_superseded``). Without this, a
+chunk decoded just before a reset arrived just after it, and the temporal ensemble, which weights the
+oldest chunk most, let it steer the first steps of the new episode (issue 18).
 * EXECUTING - the upcoming points of the blended plan, made feasible by the SafetyFilter.
 * HOLDING - watchdog tripped (no fresh chunk) or the joint state went stale: a trajectory that
   holds the last safe commanded position with zero velocity.
@@ -57,6 +65,7 @@ class ExecutorCounters:
     underruns: int = 0
     watchdog_trips: int = 0
     clamped_values: int = 0
+    chunks_superseded: int = 0  # observed before the last episode start or re-anchor
     last_sequence_id: int = 0
     last_event: str = ""
     # Events since the node last drained them (it logs them after each tick). While one is pending, the
@@ -99,13 +108,23 @@ class ExecutorCore:
         self.q_measured: np.ndarray | None = None
         self.q_measured_time = -math.inf
         self.q_ref: np.ndarray | None = None
-        self.g_ref = limits.gripper_width_max
+        self.g_ref: float | None = None  # None: no gripper command yet in this epoch (the gripper keeps its own)
         self.last_chunk_stamp: float | None = None
         self._last_tick: float | None = None
+        self.epoch = -math.inf  # time of the last episode start / re-anchor (see module doc)
+        self._hold_when_waiting = False  # something was commanded before: a wait must hold, not go silent
 
     # ------------------------------------------------------------------ inputs
-    def update_joint_state(self, names: Sequence[str], positions: Sequence[float], now: float) -> bool:
-        """Take a joint state (joints picked by name); NaN/missing joints are ignored and reported."""
+    def update_joint_state(
+        self, names: Sequence[str], positions: Sequence[float], now: float, stamp: float | None = None
+    ) -> bool:
+        """Take a joint state (joints picked by name); NaN/missing joints are ignored and reported.
+
+        ``stamp`` = the measurement time (header stamp; None or 0: unknown, taken as ``now``). A state
+        measured before the current epoch (an episode start) describes the previous episode: ignored.
+        """
+        if stamp and stamp < self.epoch:
+            return False
         try:
             q = pick_joints(names, positions, self.limits.joint_names)
         except ObservationError as exc:
@@ -113,6 +132,18 @@ class ExecutorCore:
             return False
         self.q_measured, self.q_measured_time = q, now
         return True
+
+    def start_episode(self, stamp: float, now: float) -> None:
+        """A new episode began at ``stamp`` (EpisodeStart): drop the plan and everything observed before it,
+        forget the arm's pose until a joint state measured after the reset arrives, then hold there."""
+        self.epoch = max(self.epoch, min(stamp, now) if stamp > 0 else now)
+        self.blender.clear()
+        self.q_measured, self.q_measured_time = None, -math.inf
+        self.q_ref, self.g_ref = None, None
+        self.watchdog.restart()
+        self._hold_when_waiting = True
+        self.state = ExecutorState.WAITING_FOR_JOINT_STATE
+        self.counters.event(f"episode start at {self.epoch:.3f}: plan dropped, holding until a new chunk")
 
     def add_chunk(self, now: float, **fields: object) -> bool:
         """Validate and blend a chunk (fields as in validate_chunk); False if rejected or useless."""
@@ -128,13 +159,20 @@ class ExecutorCore:
             c.chunks_rejected += 1
             c.event(f"chunk rejected: {exc}")
             return False
+        if chunk.stamp < self.epoch:
+            c.chunks_superseded += 1
+            c.event(
+                f"chunk {chunk.sequence_id} dropped: observed {self.epoch - chunk.stamp:.3f} s before the last "
+                "episode start / re-anchor"
+            )
+            return False
         if clamp.count:
             c.clamped_values += clamp.count
             if clamp.event:  # sub-millimetre overhangs are counted only (an empty event logged blank warnings)
                 c.event(clamp.event)
         anchor = None
         if self.q_ref is not None:
-            anchor = np.concatenate([self.q_ref, [self.g_ref]])
+            anchor = np.concatenate([self.q_ref, [chunk.gripper[0] if self.g_ref is None else self.g_ref]])
         result = self.blender.add(chunk, now, anchor=anchor)
         c.steps_dropped_stale += result.steps_dropped
         if not result.accepted:
@@ -152,11 +190,13 @@ class ExecutorCore:
         if self.q_measured is None:
             self.state = ExecutorState.WAITING_FOR_JOINT_STATE
             return TickCommand(self.state)
-        if self.q_ref is None or self.state in (ExecutorState.WAITING_FOR_JOINT_STATE, ExecutorState.WAITING_FOR_CHUNK):
-            self.q_ref = self.q_measured.copy()  # track the arm until we command it
+        waiting = self.state in (ExecutorState.WAITING_FOR_JOINT_STATE, ExecutorState.WAITING_FOR_CHUNK)
+        if self.q_ref is None or (waiting and not self._hold_when_waiting):
+            # Track the arm until we command it; after an epoch, hold the first pose measured in it (tracking
+            # the measurement of a held arm would let it sag under gravity, a step at a time).
+            self.q_ref = self.q_measured.copy()
         if self.blender.empty and self.watchdog.last_feed is None:
-            self.state = ExecutorState.WAITING_FOR_CHUNK
-            return TickCommand(self.state)
+            return self._wait_for_chunk()
         if now - self.q_measured_time > self.joint_state_timeout_s:
             # Checked before the re-anchor below: never re-anchor to a measurement we no longer trust.
             return self._hold(now, "joint state stale: holding")
@@ -176,17 +216,30 @@ class ExecutorCore:
             )
             self.blender.clear()
             self.q_ref = self.q_measured.copy()
+            # Chunks in flight were decoded from the situation before the jump: only newer ones may plan.
+            self.epoch = max(self.epoch, self.q_measured_time)
+            self._hold_when_waiting = True
         if starved:
             return self._hold(now, None)
         if self.blender.empty:  # re-anchored, waiting for the next chunk
-            self.state = ExecutorState.WAITING_FOR_CHUNK
-            return TickCommand(self.state)
+            return self._wait_for_chunk()
         return self._execute(now, elapsed)
+
+    def _wait_for_chunk(self) -> TickCommand:
+        """No plan: silent before the first command ever, else a hold at the pose measured at the epoch."""
+        self.state = ExecutorState.WAITING_FOR_CHUNK
+        if not self._hold_when_waiting:
+            return TickCommand(self.state)
+        return self._hold_command()
 
     def _hold(self, now: float, event: str | None) -> TickCommand:
         if event and self.state != ExecutorState.HOLDING:
             self.counters.event(event)
         self.state = ExecutorState.HOLDING
+        return self._hold_command()
+
+    def _hold_command(self) -> TickCommand:
+        """A trajectory that keeps ``q_ref`` with zero velocity, in the current state."""
         assert self.q_ref is not None
         n = self.n_points
         return TickCommand(
@@ -220,6 +273,7 @@ class ExecutorCore:
                 c.last_event = f"output limited: {n_pos} position, {n0 + n_rate} rate, {n_vel} velocity clamps"
         self.q_ref = q0[0]
         self.g_ref = float(np.clip(values[1, j], 0.0, self.limits.gripper_width_max))
+        self._hold_when_waiting = True
         return TickCommand(self.state, offsets[1:].copy(), pts, vel, self.g_ref)
 
     # ------------------------------------------------------------------ status

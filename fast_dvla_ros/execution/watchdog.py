@@ -19,6 +19,11 @@ class Watchdog:
         self.tripped = False
         self.trips = 0
 
+    def restart(self) -> None:
+        """A new episode: not fed yet, not tripped (the trip count stays: it counts outages since start)."""
+        self.last_feed = None
+        self.tripped = False
+
     def feed(self, now: float) -> None:
         self.last_feed = now
         self.tripped = False

@@ -5,7 +5,11 @@ SingleThreadedExecutor (rclpy's MultiThreadedExecutor cost 18% of a core here an
 tail on the tick; bench/RESULTS.md section 3). Every tick sends the
 upcoming ``trajectory_points`` points of the plan with velocities and ``header.stamp`` = 0 (JTC:
 start now, replacing the previous trajectory from the current state), the gripper width, and an
-ExecutorStatus. See fast_dvla_ros/execution/ for the decisions themselves.
+ExecutorStatus. With ``command_on_chunk`` an accepted chunk is also sent at once, between ticks: it
+would otherwise wait up to one control period for the next tick (half a period on average), latency
+that is not physics. ``~/episode_start`` (EpisodeStart, latched) drops the plan and everything observed
+before the reset and holds the arm where it is measured after it (ExecutorCore.start_episode).
+See fast_dvla_ros/execution/ for the decisions themselves.
 """
 
 from __future__ import annotations
@@ -20,10 +24,11 @@ from std_msgs.msg import Float64
 from trajectory_msgs.msg import JointTrajectory
 
 from fast_dvla_ros.execution import BLEND_MODES, ChunkBlender, ExecutorCore, load_joint_limits
-from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
+from fast_dvla_ros.execution.executor_core import TickCommand
+from fast_dvla_ros.msg import ActionChunk, EpisodeStart, ExecutorStatus
 from fast_dvla_ros.nodes.conversions import duration_to_sec, time_to_sec, trajectory_msg
 from fast_dvla_ros.nodes.parameters import describe as _desc
-from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
+from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
 NODE_NAME = "chunk_executor"
@@ -54,6 +59,11 @@ class ExecutorNode(Node):
         p("velocity_scale", 0.5, _desc("Fraction of the joint velocity limits the executor may use", 0.01, 1.0))
         p("gripper_min_width", 0.0, _desc("Smallest gripper width command (m)", 0.0, 0.08))
         p("gripper_max_width", 0.08, _desc("Largest gripper width command (m)", 0.0, 0.08))
+        p(
+            "command_on_chunk",
+            True,
+            _desc("Send the trajectory as soon as a chunk is accepted, not only at the next tick"),
+        )
         p("use_franka_gripper", False, _desc("Also send franka_gripper ~/move and ~/grasp goals (needs franka_msgs)"))
         p(
             "realtime_priority",
@@ -91,6 +101,8 @@ class ExecutorNode(Node):
 
         self.create_subscription(ActionChunk, "~/action_chunk", self._on_chunk, CHUNK_QOS)
         self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS)
+        self.create_subscription(EpisodeStart, "~/episode_start", self._on_episode_start, LATCHED_QOS)
+        self.command_on_chunk = bool(g("command_on_chunk").value)
         self.traj_pub = self.create_publisher(JointTrajectory, "~/joint_trajectory", COMMAND_QOS)
         self.gripper_pub = self.create_publisher(Float64, "~/gripper_command", COMMAND_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, "~/status", STATUS_QOS)
@@ -105,10 +117,13 @@ class ExecutorNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_joint_state(self, msg: JointState) -> None:
-        self.core.update_joint_state(msg.name, msg.position, self._now())
+        self.core.update_joint_state(msg.name, msg.position, self._now(), stamp=time_to_sec(msg.header.stamp))
+
+    def _on_episode_start(self, msg: EpisodeStart) -> None:
+        self.core.start_episode(time_to_sec(msg.header.stamp), self._now())
 
     def _on_chunk(self, msg: ActionChunk) -> None:
-        self.core.add_chunk(
+        accepted = self.core.add_chunk(
             self._now(),
             joint_names=list(msg.joint_names),
             actions=np.asarray(msg.actions, dtype=np.float64),
@@ -119,6 +134,8 @@ class ExecutorNode(Node):
             sequence_id=int(msg.sequence_id),
             action_kind=msg.action_kind,
         )
+        if accepted and self.command_on_chunk:
+            self._send(self.core.tick(self._now()))
 
     def _set_realtime_priority(self, priority: int) -> None:
         """Run the 30 Hz tick under SCHED_FIFO, as ros2_control runs its control thread: on a busy machine
@@ -141,6 +158,10 @@ class ExecutorNode(Node):
         status = self._status(now)
         for e in events:
             self.get_logger().warning(e, throttle_duration_sec=1.0)
+        self._send(cmd)
+        self.status_pub.publish(status)
+
+    def _send(self, cmd: TickCommand) -> None:
         if cmd.positions is not None and cmd.velocities is not None and cmd.times_from_start is not None:
             self.traj_pub.publish(trajectory_msg(self.joint_names, cmd.times_from_start, cmd.positions, cmd.velocities))
         if cmd.gripper is not None:
@@ -148,7 +169,6 @@ class ExecutorNode(Node):
             self.gripper_pub.publish(Float64(data=float(width)))
             if self._gripper is not None:
                 self._gripper.command(width)
-        self.status_pub.publish(status)
 
     def _status(self, now: float) -> ExecutorStatus:
         c = self.core.counters
@@ -165,6 +185,7 @@ class ExecutorNode(Node):
         s.underruns = c.underruns
         s.watchdog_trips = c.watchdog_trips
         s.clamped_values = c.clamped_values
+        s.chunks_superseded = c.chunks_superseded
         s.last_event = c.last_event
         return s
 

@@ -1,10 +1,14 @@
 """``fast_dvla_policy``: decodes action chunks from the newest camera image + joint state.
 
 Why a worker thread: a decode takes tens of milliseconds; run in a callback it would stall the
-subscriptions and the node would decode old images. Here callbacks only validate and store the
-newest observation, and one worker decodes, at most at ``control_rate_hz`` and otherwise as fast as
-decoding goes, always from the newest data. A chunk is stamped with the OBSERVATION's time (the
+subscriptions and the node would decode old images. Here callbacks only validate the messages and
+hand them to a ``PolicyRunner`` (fast_dvla_ros/core/policy_runner.py: the ROS-free rules for which
+observation is decoded when, and what an episode start discards), and one worker decodes each new
+camera frame, at most at ``control_rate_hz``. A chunk is stamped with the OBSERVATION's time (the
 image stamp), so the executor can drop the steps that went by while decoding.
+
+``~/episode_start`` (fast_dvla_ros/msg/EpisodeStart, latched): the scene was reset. Observations
+from before it are dropped and a decode running on one is not published.
 
 Stale or malformed observations produce no chunk (see execution/observation_guard.py): the
 executor's watchdog then holds the arm, which is the safe reaction to a broken camera.
@@ -14,8 +18,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,9 +28,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from fast_dvla_ros.core.frame_history import FrameHistory
-from fast_dvla_ros.execution.observation_guard import ObservationError, is_fresh, pick_joints
-from fast_dvla_ros.msg import ActionChunk
+from fast_dvla_ros.execution.observation_guard import ObservationError, pick_joints
+from fast_dvla_ros.msg import ActionChunk, EpisodeStart
 from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
 from fast_dvla_ros.nodes.parameters import describe as _desc
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
@@ -36,6 +37,7 @@ from fast_dvla_ros.nodes.runner import StartupError, run_node
 
 if TYPE_CHECKING:  # torch is imported lazily, after the parameters are checked
     from fast_dvla_ros.core.policy import Policy, PolicyResult
+    from fast_dvla_ros.core.policy_runner import PendingObservation
 
 NODE_NAME = "fast_dvla_policy"
 DECODERS = ("bidirectional", "prefix_cache", "block_cache", "pipelined")
@@ -59,13 +61,6 @@ def default_checkpoint() -> Path:
         return Path(get_package_share_directory("fast_dvla_ros")) / "models" / DEFAULT_CHECKPOINT
     except Exception:  # no ament index (pip install): report the source path
         return src
-
-
-@dataclass
-class _Stamped:
-    value: np.ndarray
-    stamp: float
-    stamp_msg: Time | None = None  # the exact header stamp, republished bit-for-bit in the chunk
 
 
 class PolicyNode(Node):
@@ -117,15 +112,16 @@ class PolicyNode(Node):
             stats = self.policy.warmup(2)
             self.get_logger().info(f"warm-up decode: {1000 * stats.latency_s:.1f} ms")
 
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
-        self._image: _Stamped | None = None
-        # two-frame checkpoints also get the image from frame_gap action steps before the newest one
-        self._history = (
-            FrameHistory(self.policy.frame_gap_s(self.action_rate_hz)) if self.policy.num_frames == 2 else None
+        from fast_dvla_ros.core.policy_runner import PolicyRunner
+
+        self.runner = PolicyRunner(
+            self.policy,
+            action_rate_hz=self.action_rate_hz,
+            max_age_s=self.max_age,
+            instruction=str(g("instruction").value),
+            clock=self._now,
+            min_period_s=self.period,
         )
-        self._joints: _Stamped | None = None
-        self._instruction = str(g("instruction").value)
         self._stop = threading.Event()
         self._seq = 0
 
@@ -134,6 +130,7 @@ class PolicyNode(Node):
         self.create_subscription(CompressedImage, "~/image/compressed", self._on_compressed, SENSOR_QOS)
         self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS)
         self.create_subscription(String, "~/instruction", self._on_instruction, LATCHED_QOS)
+        self.create_subscription(EpisodeStart, "~/episode_start", self._on_episode_start, LATCHED_QOS)
         self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", CHUNK_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATUS_QOS)
         self._worker = threading.Thread(target=self._decode_loop, name="decode", daemon=True)
@@ -182,11 +179,7 @@ class PolicyNode(Node):
         if stamp <= 0:  # unstamped camera: the receive time is the best estimate of the observation time
             stamp = self._now()
             stamp_msg = sec_to_time(stamp)
-        with self._wake:
-            self._image = _Stamped(rgb, stamp, stamp_msg)
-            if self._history is not None:
-                self._history.push(stamp, rgb)
-            self._wake.notify()
+        self.runner.on_image(rgb, stamp, stamp_msg)
 
     def _on_image(self, msg: Image) -> None:
         try:
@@ -214,72 +207,50 @@ class PolicyNode(Node):
             self.get_logger().warning(f"joint state ignored: {exc}", throttle_duration_sec=2.0)
             return
         stamp = time_to_sec(msg.header.stamp)
-        with self._wake:
-            self._joints = _Stamped(np.append(q, width), stamp if stamp > 0 else self._now())
-            self._wake.notify()
+        self.runner.on_joints(np.append(q, width), stamp if stamp > 0 else self._now())
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
         if not text:
             self.get_logger().warning("empty instruction ignored")
             return
-        with self._lock:
-            changed = text != self._instruction
-            self._instruction = text
-        if changed:
+        if self.runner.on_instruction(text):
             self.get_logger().info(f"instruction: {text!r}")
+
+    def _on_episode_start(self, msg: EpisodeStart) -> None:
+        stamp = time_to_sec(msg.header.stamp)
+        self.runner.start_episode(stamp if stamp > 0 else self._now(), msg.instruction.strip())
+        self.get_logger().info(f"episode {msg.episode} started at {stamp:.3f}: older observations dropped")
 
     # ------------------------------------------------------------------ worker
     def _decode_loop(self) -> None:
-        from fast_dvla_ros.core.policy import Observation
-
-        last_used: tuple[float, float] | None = None
-        next_start = 0.0
         while not self._stop.is_set():
-            delay = next_start - time.monotonic()
-            if delay > 0 and self._stop.wait(delay):
-                return
-            with self._wake:
-                # sleep only when nothing new arrived since the last decode (no wait for the next message)
-                if self._unchanged(last_used):
-                    self._wake.wait(timeout=0.1)
-                image, joints, instruction = self._image, self._joints, self._instruction
-                previous = self._history.previous(image.stamp) if self._history and image else None
-            if image is None or joints is None or (image.stamp, joints.stamp) == last_used:
+            pending = self.runner.wait_for_observation(timeout_s=0.1)
+            if pending is None:
                 continue
-            now = self._now()
-            if not (is_fresh(image.stamp, now, self.max_age) and is_fresh(joints.stamp, now, self.max_age)):
-                self.get_logger().warning(
-                    f"stale observation (image {now - image.stamp:.2f} s, joints {now - joints.stamp:.2f} s old,"
-                    f" max {self.max_age} s): no chunk",
-                    throttle_duration_sec=2.0,
-                )
+            if isinstance(pending, str):
+                self.get_logger().warning(pending, throttle_duration_sec=2.0)
                 continue
-            last_used = (image.stamp, joints.stamp)
-            next_start = time.monotonic() + self.period
             try:
-                result = self.policy.predict(
-                    Observation(image.value, joints.value.astype(np.float32), instruction, previous)
-                )
+                result = self.runner.decode(pending)
             except Exception as exc:  # a bad observation or a decoder bug must not kill the node
                 self.get_logger().error(f"decode failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
                 continue
             if self._stop.is_set() or not self.context.ok():
                 return
+            if not self.runner.still_current(pending):
+                self.get_logger().info("chunk of a pre-reset observation not published")
+                continue
             try:
-                self._publish(result, image.stamp_msg or sec_to_time(image.stamp))
+                self._publish(result, pending)
             except Exception as exc:  # Ctrl-C can invalidate the context between the check and publish
                 if not self.context.ok():
                     return
                 self.get_logger().error(f"publish failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
 
-    def _unchanged(self, last_used: tuple[float, float] | None) -> bool:
-        """True while there is no complete observation newer than ``last_used`` (call under the lock)."""
-        if self._image is None or self._joints is None:
-            return True
-        return (self._image.stamp, self._joints.stamp) == last_used
-
-    def _publish(self, result: PolicyResult, stamp: Time) -> None:
+    def _publish(self, result: PolicyResult, pending: PendingObservation) -> None:
+        token = pending.image_token
+        stamp = token if isinstance(token, Time) else sec_to_time(pending.image_stamp)
         actions = np.asarray(result.actions, dtype=np.float64)[: self.horizon]
         if not np.all(np.isfinite(actions)):
             self.get_logger().error("decoder produced NaN/inf actions: chunk dropped")
@@ -303,6 +274,7 @@ class PolicyNode(Node):
         msg.stats.tokens_committed = int(s.tokens_committed)
         msg.stats.tokens_per_second = float(s.tokens_per_second)
         msg.stats.tokens_per_forward = float(s.tokens_per_forward)
+        msg.stats.observation_age_s = float(pending.age_s)
         self.chunk_pub.publish(msg)
         self._publish_diagnostics(msg)
 
@@ -331,8 +303,7 @@ class PolicyNode(Node):
 
     def close(self) -> None:
         self._stop.set()
-        with self._wake:
-            self._wake.notify_all()
+        self.runner.wake()
         self._worker.join(timeout=5.0)
 
 

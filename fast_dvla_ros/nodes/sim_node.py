@@ -2,11 +2,15 @@
 
 Physics advances on a wall-clock timer by the time that actually passed, so the policy and the
 executor face real latency. The arm takes exactly what the executor sends to the robot: a
-JointTrajectory, followed the way a joint_trajectory_controller does (JtcInterpolator), plus a
-Float64 gripper width. The camera renders at ``image_rate_hz`` (TinyRenderer costs ~25 ms at
-128 px on these CPUs, so 15 Hz at 96 px keeps the loop on time), joint states go out at
-``joint_state_rate_hz``. At each episode end an EpisodeOutcome is published and the next seed
-starts; with ``episodes`` > 0 the node exits 0 after the last one.
+JointTrajectory, followed the way a joint_trajectory_controller does (JtcInterpolator, sampled at
+every 240 Hz physics substep as a JTC feeds the robot at its own 1 kHz, and started from the
+message's receive time, not from the next physics tick), plus a Float64 gripper width. Each episode
+starts with an EpisodeStart on ``~/episode_start`` (latched; stamp = the reset time), so the policy
+and the executor can drop what they observed before it. The camera renders at ``image_rate_hz``
+(30 Hz, the control rate: TinyRenderer costs ~4 ms per 96 px frame on these CPUs; a 15 Hz camera
+added up to 67 ms of frame age to every chunk), joint states go out at ``joint_state_rate_hz``. At
+each episode end an EpisodeOutcome is published and the next seed starts; with ``episodes`` > 0 the
+node exits 0 after the last one.
 
 ``wait_for_first_command``: a policy that starts together with the simulator needs seconds to
 load and warm up, and the first episode's belt would carry the block past the arm meanwhile
@@ -36,7 +40,7 @@ from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
 
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator, TrajectoryRejected
-from fast_dvla_ros.msg import EpisodeOutcome
+from fast_dvla_ros.msg import EpisodeOutcome, EpisodeStart
 from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image, time_to_sec
 from fast_dvla_ros.nodes.parameters import describe as _desc
 from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
@@ -53,7 +57,7 @@ class SimNode(Node):
         p = self.declare_parameter
         p("episodes", 0, _desc("Episodes to run, then exit 0 (0 = forever)", 0, 1_000_000, True))
         p("episode_time_limit_s", 10.0, _desc("Simulated seconds before an episode times out", 0.5, 600.0))
-        p("image_rate_hz", 15.0, _desc("Camera rate (Hz); rendering costs ~25 ms per 128 px frame", 1.0, 60.0))
+        p("image_rate_hz", 30.0, _desc("Camera rate (Hz); rendering costs ~4 ms per 96 px frame", 1.0, 60.0))
         p("joint_state_rate_hz", 60.0, _desc("Joint state rate (Hz)", 1.0, 500.0))
         p(
             "physics_rate_hz",
@@ -92,7 +96,7 @@ class SimNode(Node):
         self.arm_joints = list(self.env.action_names[:7])
         self._sim_lock = threading.Lock()  # PyBullet client: close() may come from another thread
         self._closed = False  # set by close(): late timer callbacks must not touch the closed client
-        self._traj: JointTrajectory | None = None
+        self._traj: tuple[JointTrajectory, float] | None = None  # newest message and its receive time
         self._width: float | None = None
         self._commands = 0
         self._waiting = bool(g("wait_for_first_command").value)
@@ -102,6 +106,7 @@ class SimNode(Node):
         self.js_pub = self.create_publisher(JointState, "~/joint_states", SENSOR_QOS)
         self.outcome_pub = self.create_publisher(EpisodeOutcome, "~/episode_outcome", STATUS_QOS)
         self.instruction_pub = self.create_publisher(String, "~/instruction", LATCHED_QOS)
+        self.episode_start_pub = self.create_publisher(EpisodeStart, "~/episode_start", LATCHED_QOS)
         self.create_subscription(JointTrajectory, "~/joint_trajectory", self._on_traj, COMMAND_QOS)
         self.create_subscription(Float64, "~/gripper_command", self._on_gripper, COMMAND_QOS)
 
@@ -129,6 +134,10 @@ class SimNode(Node):
             self.interp.reset(q, self._now())
             self._gripper_cmd = float(self.env.command[1])
         self._traj, self._width, self._commands = None, None, 0
+        start = EpisodeStart()
+        start.header.stamp = self.get_clock().now().to_msg()  # after the reset: older observations are stale
+        start.episode, start.seed, start.instruction = self.episode, self.seed0 + self.episode, self.env.instruction
+        self.episode_start_pub.publish(start)
         self.instruction_pub.publish(String(data=self.env.instruction))
         self.get_logger().info(f"episode {self.episode} (seed {self.seed0 + self.episode}): {self.env.instruction}")
 
@@ -143,6 +152,7 @@ class SimNode(Node):
         msg.duration_s = float(st.time_s)
         msg.belt_speed_mps = float(self.env.belt_speed)
         msg.control_steps = self._commands
+        msg.first_close_distance_m = float(st.first_close_distance)
         self.outcome_pub.publish(msg)
         self.get_logger().info(
             f"episode {self.episode}: {'success' if st.success else 'failure (' + st.failure_cause + ')'}"
@@ -156,7 +166,7 @@ class SimNode(Node):
 
     # ------------------------------------------------------------------ inputs
     def _on_traj(self, msg: JointTrajectory) -> None:
-        self._traj = msg
+        self._traj = (msg, self._now())
         self._commands += 1
 
     def _on_gripper(self, msg: Float64) -> None:
@@ -177,13 +187,18 @@ class SimNode(Node):
         dt = min(mono - self._last_advance, MAX_STEP_S)
         self._last_advance = mono
         now = self._now()
-        traj, width = self._traj, self._width
+        received, width = self._traj, self._width
         self._traj = None
-        if traj is not None:
+        traj = None
+        if received is not None:
+            traj, at = received
             try:
+                # From the receive time (a JTC takes a message when it arrives; this tick simulates the
+                # interval it arrived in). Its stamp 0 means "start now", i.e. at the receive time too.
+                stamp = time_to_sec(traj.header.stamp)
                 self.interp.set_trajectory(
-                    now,
-                    time_to_sec(traj.header.stamp),
+                    at,
+                    stamp if stamp > 0 else at,
                     traj.joint_names,
                     [duration_to_sec(pt.time_from_start) for pt in traj.points],
                     [list(pt.positions) for pt in traj.points],
@@ -203,15 +218,15 @@ class SimNode(Node):
                 "first command: episode clock starts" if traj is not None else "no command yet: starting anyway"
             )
             dt = 0.0
-        q_des, _ = self.interp.sample(now)
+        # This tick simulates the wall-clock interval [now - dt, now]; the follower is sampled inside it.
+        t0, gripper = now - dt, self._gripper_cmd
         with self._sim_lock:
             if self._closed:
                 return
             try:
-                self.env.set_command(q_des, self._gripper_cmd)
+                self.env.advance(dt, command=lambda offset: (self.interp.sample(t0 + offset)[0], gripper))
             except ValueError as exc:
                 self.get_logger().warning(f"command ignored: {exc}", throttle_duration_sec=2.0)
-            self.env.advance(dt)
             done = self.env.episode_status().done
             if now >= self._next_js:
                 self._next_js = now + self._js_period

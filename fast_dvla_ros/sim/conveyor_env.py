@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pybullet
 
+from fast_dvla_ros.core.actuation import hold_sample_time
 from fast_dvla_ros.sim import scene
 from fast_dvla_ros.sim.config import CONTROL_HZ, PHYSICS_HZ, SimConfig
 
@@ -53,6 +55,9 @@ class EpisodeStatus:
     time_s: float = 0.0
     grasped: bool = False  # the block was lifted off the belt in the hand at some point
     truncated: bool = False  # ended by the time limit (Gymnasium's "truncated", not a terminal state)
+    # Grasp point to block centre (m) when the gripper was first commanded below half open; NaN before.
+    # How well aimed the grasp was: the measure that separates "late" from "wrong" when picks fail.
+    first_close_distance: float = math.nan
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -180,6 +185,9 @@ class ConveyorPickEnv:
         self._cmd_q, self._cmd_w = q_clamped, w_clamped
         if self._robot < 0:
             return
+        if w_clamped < 0.5 * scene.GRIPPER_MAX and math.isnan(self._status.first_close_distance):
+            hand, _ = self.grasp_pose()
+            self._status.first_close_distance = float(np.linalg.norm(hand - self.block_state()["pos"]))
         c = self._client
         for j, target, force, vmax in zip(
             scene.ARM_JOINTS, q_clamped, scene.ARM_MAX_FORCE, scene.ARM_MAX_VELOCITY, strict=True
@@ -209,8 +217,14 @@ class ConveyorPickEnv:
         """The active (clamped) joint targets and gripper width."""
         return self._cmd_q.copy(), self._cmd_w
 
-    def advance(self, seconds: float) -> int:
-        """Advance simulated time by ``seconds`` (carrying fractions of a substep over); returns substeps run."""
+    def advance(self, seconds: float, command: Callable[[float], tuple[Any, Any]] | None = None) -> int:
+        """Advance simulated time by ``seconds`` (carrying fractions of a substep over); returns substeps run.
+
+        ``command(offset)`` -> (7 joint targets, gripper width), if given, sets the motor targets before
+        every substep from the middle of that substep, ``offset`` seconds after the start of this call:
+        how a joint_trajectory_controller feeds a robot (1 kHz on an FR3), instead of one target held
+        for the whole call. Without it the active command is held (``step``'s zero-order hold).
+        """
         seconds = float(seconds)
         if not math.isfinite(seconds) or seconds < 0.0:
             raise ValueError(f"advance() needs a finite, non-negative duration, got {seconds}")
@@ -218,7 +232,12 @@ class ConveyorPickEnv:
         self._pending_time += seconds
         n = int(self._pending_time * PHYSICS_HZ + 1e-9)
         self._pending_time -= n * _DT
-        self._run_substeps(n)
+        if command is None:
+            self._run_substeps(n)
+            return n
+        for i in range(n):
+            self.set_command(*command(hold_sample_time(i * _DT, _DT)))
+            self._run_substeps(1)
         return n
 
     def observe(self) -> dict[str, Any]:
@@ -369,6 +388,7 @@ class ConveyorPickEnv:
             "done": st.done,
             "truncated": st.truncated,
             "grasped": st.grasped,
+            "first_close_distance": st.first_close_distance,
             "time_s": self._substeps * _DT,
             "step": self._steps,
             "seed": self._seed,

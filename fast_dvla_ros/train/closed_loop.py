@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm import tqdm
 
+from fast_dvla_ros.core.actuation import hold_sample_time
 from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 from fast_dvla_ros.evaluation.intervals import wilson_interval
@@ -78,9 +79,10 @@ class ChunkStepper:
     """Which actions the simulator executes for one decoded chunk [H, joints + gripper].
 
     Without a blend mode: the chunk's first ``execute_steps`` actions (receding horizon). With one: the
-    chunk is stamped ``now`` (step i is meant for ``now + (i + 1) * dt``, msg/ActionChunk.msg), added to
-    the executor's ``ChunkBlender`` anchored at the last commanded action, and the blended plan is
-    sampled at the next ``execute_steps`` step times: what the chunk executor sends on the arm.
+    chunk is stamped ``now`` (step i is meant for ``now + (i + 1/2) * dt``, core/actuation.py), added to
+    the executor's ``ChunkBlender`` anchored at the last commanded action, and each of the next
+    ``execute_steps`` control steps holds the blended plan at its ``hold_sample_time``: what the chunk
+    executor sends on the arm, in the demonstrations' zero-order-hold terms.
     """
 
     def __init__(self, execute_steps: int, dt: float, blend: str | None = None, ensemble_m: float = 0.1) -> None:
@@ -110,7 +112,7 @@ class ChunkStepper:
             chunk = Chunk(stamp=stamp, step_period=self.dt, positions=chunk_actions[:, :-1],
                           gripper=chunk_actions[:, -1])
             self.blender.add(chunk, now, anchor=self.commanded)
-            out = [self.blender.sample(now + (k + 1) * self.dt) for k in range(self.execute_steps)]
+            out = [self.blender.sample(hold_sample_time(now + k * self.dt, self.dt)) for k in range(self.execute_steps)]
         self.commanded = np.asarray(out[-1], dtype=np.float64)
         return out
 
