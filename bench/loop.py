@@ -1,24 +1,40 @@
 """Benchmark of the simulated closed loop over real DDS (a script, not a test).
 
+    .venv/bin/python bench/loop.py --episodes 50 --seed 0 [--evaluator sync|realtime|none] [--json out.json]
     .venv/bin/python bench/loop.py --duration 600 [--decoder pipelined] [--blend-mode temporal_ensemble]
 
-Runs the same three processes as `make demo` (simulator, policy, executor) for a fixed wall time
-with the simulator looping episodes forever, records the loop to an MCAP bag, and prints:
-achieved command rate, period jitter p50/p99 (|interval - 1/30 s|), observation -> command latency,
-executor underruns and watchdog trips, the largest joint velocity and acceleration jump between
-consecutive commands (first point of consecutive JointTrajectory messages; the arm's reflexes
+Runs the same three processes as `make demo` (simulator, policy, executor) and records the loop to an
+MCAP bag: with --episodes N exactly N seeded episodes (seeds S, S+1, ...; the simulator exits after the
+last one), else for a fixed wall time with the simulator looping episodes forever. It prints, from the
+bag: success k/N with its 95% Wilson interval, failures by cause, the hand-to-block distance at the
+first close command, the seeds of successes and failures; achieved command rate, period jitter p50/p99
+(|interval - 1/30 s|), observation -> command latency split into camera age, decode, delivery and
+executor wait; executor underruns and watchdog trips, the largest joint velocity and acceleration jump
+between consecutive commands (first point of consecutive JointTrajectory messages; the arm's reflexes
 care about exactly these), the arm's measured peak joint speed, and CPU use per process.
+
+Beside the evaluator (--evaluator sync, the default): after the loop, the synchronous closed-loop
+evaluator (fast_dvla_ros/train/closed_loop.py) runs in this process on the same seeds, checkpoint,
+decoder options and blend mode (a chunk every control step, execute_steps=1), and the two success rates
+are printed side by side. The gap between them is what real time costs the policy (late chunks, camera
+age, executor blending on a live arm); `realtime` asks the evaluator for its real-time mode instead.
 Target (issue 5): 30.0 Hz, p99 period error < 3 ms, zero underruns.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import inspect
+import json
+import math
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,8 +44,16 @@ sys.path.insert(0, str(ROOT))
 from fast_dvla_ros.demo import RECORDED, TOPICS, _stop, node_commands, start_nodes  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+WARMUP_S = 10.0  # start-up and warm-up decode are not part of the CPU measurement
+LAST_OUTCOME_S = 0.5  # after the simulator exits, for its last EpisodeOutcome to reach the recorder
+# The node's values in config/sim_conveyor.yaml; used for keys the params file does not set.
+POLICY_DEFAULTS: dict[str, Any] = {"checkpoint": "", "tau_conf": 0.5, "readout": "", "n": 1, "tau_add": 0.5,
+                                   "tau_act": 0.7, "steps": 12}
+LOOP_LABEL = "real-time ROS loop"
+EVALUATOR_LABELS = {"sync": "evaluator (sync, loop's mode)", "realtime": "evaluator (real-time)"}
 
 
+# ---------------------------------------------------------------------------------------------- bag metrics
 def cpu_seconds(pid: int) -> float:
     """utime + stime of a live process (from /proc), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -79,79 +103,377 @@ def tick_period_errors(bag: Path) -> np.ndarray:
     return np.abs(np.diff(np.asarray(stamps)) - 1.0 / 30.0) * 1000.0
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--duration", type=float, default=600.0)
-    p.add_argument("--decoder", default="pipelined")
-    p.add_argument("--checkpoint")
-    p.add_argument("--blend-mode", default="temporal_ensemble")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
-    p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_loop")
-    a = p.parse_args(argv)
-    a.episodes = 0  # loop episodes until the duration is over
+def _ms(d: Any) -> dict[str, float] | None:
+    """A Distribution (seconds) as a dict in ms; None stays None (unknown)."""
+    if d is None:
+        return None
+    return {"count": d.count, "mean": 1000 * d.mean, "p50": 1000 * d.p50, "p90": 1000 * d.p90,
+            "p99": 1000 * d.p99, "max": 1000 * d.max}
 
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    from fast_dvla_ros.bag.recorder import BagRecorder, TopicSpec
+
+def _percentiles(values: np.ndarray) -> dict[str, float] | None:
+    if values.size == 0:
+        return None
+    p50, p99 = np.percentile(values, [50, 99])
+    return {"p50": float(p50), "p99": float(p99), "max": float(values.max())}
+
+
+def outcome_metrics(analysis: Any) -> dict[str, Any] | None:
+    """Success with its Wilson interval, causes, first-close distance and every episode with its seed."""
+    o = analysis.outcomes
+    if o is None:
+        return None
+    d = o.first_close_distance_m
+    return {
+        "episodes": o.episodes,
+        "successes": o.successes,
+        "success_rate": o.success_rate,
+        "ci95": list(o.ci95),
+        "failure_causes": o.failure_causes,
+        "first_close_distance_m": {"count": d.count, "p50": d.p50, "p90": d.p90},
+        "success_seeds": o.success_seeds,
+        "failure_seeds": o.failure_seeds,
+        "per_episode": [dataclasses.asdict(e) for e in analysis.series.outcomes],
+    }
+
+
+def split_metrics(analysis: Any) -> dict[str, Any] | None:
+    """The observation -> command split (ms), parts and total; camera_age None for bags without it."""
+    split = analysis.obs_to_command.split if analysis.obs_to_command else None
+    if split is None:
+        return None
+    return {name: _ms(getattr(split, name)) for name in (*split.PARTS, "total")}
+
+
+def loop_metrics(bag: Path) -> dict[str, Any]:
+    """Every number the loop report prints, computed from the bag alone (JSON-ready)."""
     from fast_dvla_ros.evaluation.analysis import analyze
 
-    bag = a.out / time.strftime("loop_%Y%m%d_%H%M%S", time.gmtime())
-    bag.parent.mkdir(parents=True, exist_ok=True)
-    recorder = BagRecorder(bag, [TopicSpec(t, ty) for t, ty in RECORDED]).start()
-    procs = start_nodes(node_commands(a, a.params_file))
+    a = analyze(bag, nominal_rate_hz=30.0)
+    out: dict[str, Any] = {"bag": str(bag), "outcomes": outcome_metrics(a), "latency_split_ms": split_metrics(a)}
+    if a.rate:
+        r = a.rate
+        err = np.abs(r.intervals_s - r.nominal_period_s) * 1000.0
+        out["rate"] = {"mean_hz": r.mean_rate_hz, "commands": r.count, "gaps": len(r.gaps),
+                       "period_error_ms": _percentiles(err)}
+    out["tick_period_error_ms"] = _percentiles(tick_period_errors(bag))
+    out["decode_ms"] = {name: _ms(d.latency) for name, d in a.decoders.items()}
+    if a.executor:
+        out["executor"] = {k: int(v) for k, v in a.executor.totals.items()}
+    out["motion"] = command_motion(bag)
+    return out
+
+
+def _fmt_ms(d: dict[str, float] | None, key: str = "p50") -> str:
+    return "n/a" if d is None or not math.isfinite(d[key]) else f"{d[key]:.1f}"
+
+
+def success_cell(successes: int, n: int) -> str:
+    """'k/N = x% [lo, hi]' with the 95% Wilson interval in percent."""
+    from fast_dvla_ros.evaluation.intervals import wilson_interval
+
+    lo, hi = wilson_interval(successes, n)
+    rate = f"{100 * successes / n:.0f}%" if n else "n/a"
+    return f"{successes}/{n} = {rate} [{100 * lo:.0f}, {100 * hi:.0f}]"
+
+
+def _causes(causes: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in causes.items()) or "none"
+
+
+def outcome_rows(o: dict[str, Any] | None, requested: int) -> list[str]:
+    """Table rows of the episode outcomes (success first: it is what the benchmark is for)."""
+    if o is None:
+        return ["| success | no episode finished |"]
+    rows = [f"| success (95% Wilson) | {success_cell(o['successes'], o['episodes'])} |"]
+    if requested and o["episodes"] != requested:
+        rows.append(f"| episodes finished / requested | {o['episodes']} / {requested} (the loop stopped early) |")
+    rows.append(f"| failures by cause | {_causes(o['failure_causes'])} |")
+    d = o["first_close_distance_m"]
+    close = "n/a" if d["count"] == 0 else (
+        f"median {1000 * d['p50']:.1f} / p90 {1000 * d['p90']:.1f} mm ({d['count']} episodes)")
+    rows.append(f"| first-close hand-to-block distance | {close} |")
+    rows.append(f"| seeds of successes | {', '.join(map(str, o['success_seeds'])) or '-'} |")
+    failed = [f"{e['seed']} {e['failure_cause'] or 'unknown'}" for e in o["per_episode"] if not e["success"]]
+    rows.append(f"| seeds of failures | {', '.join(failed) or '-'} |")
+    return rows
+
+
+def split_row(split: dict[str, Any] | None) -> list[str]:
+    """One row: p50 of camera age / decode / delivery / executor wait / total."""
+    if split is None:
+        return ["| obs -> command split | no chunk was followed by a command |"]
+    delivery = "delivery" if split["camera_age"] is not None else "delivery (incl. camera age)"
+    values = " / ".join(_fmt_ms(split[k]) for k in ("camera_age", "decode", "delivery", "executor_wait", "total"))
+    return [f"| obs -> command p50: camera age / decode / {delivery} / executor wait / total | {values} ms |",
+            f"| obs -> command p99 | {_fmt_ms(split['total'], 'p99')} ms ({split['total']['count']} chunks) |"]
+
+
+def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
+    """The loop's table (Markdown), from :func:`loop_metrics` plus CPU and exit codes when present."""
+    lines = ["| metric | value |", "|---|---|", *outcome_rows(m["outcomes"], requested)]
+    if "rate" in m:
+        r, err = m["rate"], m["rate"]["period_error_ms"]
+        lines.append(f"| command rate | {r['mean_hz']:.2f} Hz ({r['commands']} commands) |")
+        if err:
+            lines.append(f"| period error p50 / p99 / max (bag receive times) | {err['p50']:.2f} / {err['p99']:.2f} / "
+                         f"{err['max']:.2f} ms |")
+        lines.append(f"| gaps > 1.5 periods | {r['gaps']} |")
+    tick = m["tick_period_error_ms"]
+    if tick:
+        lines.append(f"| executor tick period error p50 / p99 / max (status stamps) | {tick['p50']:.2f} / "
+                     f"{tick['p99']:.2f} / {tick['max']:.2f} ms |")
+    lines += split_row(m["latency_split_ms"])
+    for name, d in m["decode_ms"].items():
+        lines.append(f"| decode latency [{name}] p50 / p99 | {d['p50']:.1f} / {d['p99']:.1f} ms "
+                     f"({d['count']} chunks) |")
+    if "executor" in m:
+        tot = m["executor"]
+        lines.append(f"| executor underruns / watchdog trips | {tot.get('underruns', 0)} / "
+                     f"{tot.get('watchdog_trips', 0)} |")
+    for k, v in m["motion"].items():
+        lines.append(f"| {k} | {v:.3f} |")
+    for n, c in m.get("cpu", {}).items():
+        lines.append(f"| CPU {n} | {100 * c:.0f}% of one core |")
+    if "exit_codes" in m:
+        lines.append(f"| exit codes | {m['exit_codes']} |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------- the evaluator
+def _node_params(params_file: Path, node: str) -> dict[str, Any]:
+    """ros__parameters of ``node`` in a ROS params file (keys like /**/node or /node); {} if absent."""
+    import yaml
+
+    data = yaml.safe_load(params_file.read_text()) or {}
+    for key, value in data.items():
+        if str(key).rstrip("/").split("/")[-1] == node and isinstance(value, dict):
+            return dict(value.get("ros__parameters") or {})
+    return {}
+
+
+def decoder_options(decoder: str, params_file: Path) -> dict[str, Any]:
+    """Policy.load keyword arguments exactly as the policy node derives them from its parameters."""
+    p = {**POLICY_DEFAULTS, **_node_params(params_file, "fast_dvla_policy")}
+    kwargs: dict[str, Any] = {"readout": str(p["readout"]) or None}
+    if decoder == "bidirectional":
+        kwargs["steps"] = int(p["steps"])
+    else:
+        kwargs["tau_conf"] = float(p["tau_conf"])
+    if decoder == "pipelined":
+        kwargs.update(n=int(p["n"]), tau_add=float(p["tau_add"]), tau_act=float(p["tau_act"]))
+    return kwargs
+
+
+def checkpoint_dir(a: argparse.Namespace) -> Path:
+    """--checkpoint, else the params file's, else the policy node's default (what the loop's node loaded)."""
+    if a.checkpoint:
+        return Path(a.checkpoint).resolve()
+    configured = str(_node_params(a.params_file, "fast_dvla_policy").get("checkpoint") or "").strip()
+    if configured:
+        return Path(configured).expanduser()
+    from fast_dvla_ros.nodes.policy_node import default_checkpoint
+
+    return default_checkpoint()
+
+
+def evaluator_setup(params_file: Path) -> tuple[dict[str, Any], float]:
+    """The simulator's SimConfig overrides and the executor's ensemble weight, as the loop's nodes use them,
+    so the evaluator plays the same scenes with the same blending."""
+    sim = _node_params(params_file, "conveyor_sim")
+    overrides: dict[str, Any] = {}
+    if "belt_speed_min" in sim or "belt_speed_max" in sim:
+        overrides["belt_speed_range"] = (float(sim.get("belt_speed_min", 0.03)), float(sim.get("belt_speed_max", 0.08)))
+    if "image_size" in sim:
+        overrides["image_size"] = int(sim["image_size"])
+    if "episode_time_limit_s" in sim:
+        overrides["episode_time_limit"] = float(sim["episode_time_limit_s"])
+    ensemble_m = float(_node_params(params_file, "chunk_executor").get("ensemble_decay", 0.1))
+    return overrides, ensemble_m
+
+
+def accepts_keyword(fn: Any, name: str) -> bool:
+    """Whether ``fn`` takes keyword ``name`` (explicitly or through **kwargs)."""
+    params = inspect.signature(fn).parameters.values()
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
+def run_evaluator(mode: str, a: argparse.Namespace, seed0: int, episodes: int) -> dict[str, Any] | None:
+    """The closed-loop evaluator on seeds seed0..seed0+episodes-1; None when skipped."""
+    import torch
+
+    from fast_dvla_ros.core.policy import Policy
+    from fast_dvla_ros.train.closed_loop import evaluate
+
+    realtime = mode == "realtime"
+    if realtime and not accepts_keyword(evaluate, "realtime"):
+        print("[loop] --evaluator realtime: fast_dvla_ros.train.closed_loop.evaluate() has no `realtime` keyword "
+              "in this tree yet; the real-time evaluator was skipped", flush=True)
+        return None
+    torch.set_num_threads(1)  # the policy node's num_threads: same per-decode cost as in the loop
+    ckpt = checkpoint_dir(a)
+    overrides, ensemble_m = evaluator_setup(a.params_file)
+    policy = Policy.load(ckpt, decoder=a.decoder, **decoder_options(a.decoder, a.params_file))
+    extra = {"realtime": True} if realtime else {}
+    print(f"[loop] evaluator ({mode}): {ckpt.name}/{a.decoder}, seeds {seed0}..{seed0 + episodes - 1}", flush=True)
     t0 = time.monotonic()
-    cpu0 = {}
+    res = evaluate(policy, episodes, seed0, execute_steps=1, sim_overrides=overrides, blend=a.blend_mode,
+                   ensemble_m=ensemble_m, progress=False, **extra)
+    out = dataclasses.asdict(res)
+    out.update(mode=mode, label=EVALUATOR_LABELS[mode], wall_s=time.monotonic() - t0, checkpoint_dir=str(ckpt))
+    return out
+
+
+def comparison_table(loop: dict[str, Any] | None, evaluators: list[dict[str, Any]]) -> list[str]:
+    """'| where | success [95% CI] | failures |', the loop first, plus the seeds on which they disagree."""
+    lines = ["| where | success [95% CI] | failures |", "|---|---|---|"]
+    if loop is not None:
+        lines.append(f"| {LOOP_LABEL} | {success_cell(loop['successes'], loop['episodes'])} | "
+                     f"{_causes(loop['failure_causes'])} |")
+    for ev in evaluators:
+        lines.append(f"| {ev['label']} | {success_cell(ev['successes'], ev['episodes'])} | "
+                     f"{_causes(ev['failure_causes'])} |")
+    if loop is not None:
+        in_loop = {e["seed"]: e for e in loop["per_episode"]}
+        for ev in evaluators:
+            differ = [f"{e['seed']} (loop {_result(in_loop[e['seed']])}, evaluator {_result(e)})"
+                      for e in ev["per_episode"]
+                      if e["seed"] in in_loop and in_loop[e["seed"]]["success"] != e["success"]]
+            lines.append(f"\nseeds where the loop and the {ev['label']} disagree: {', '.join(differ) or 'none'}")
+    return lines
+
+
+def _result(episode: dict[str, Any]) -> str:
+    return "ok" if episode["success"] else episode["failure_cause"] or "unknown"
+
+
+# ---------------------------------------------------------------------------------------------- running the loop
+def _sample_cpu(procs: dict[str, Any], cpu: dict[str, tuple[float, float]]) -> None:
+    """Newest (cpu seconds, monotonic time) of each live process; a process that ended keeps its last sample."""
+    for name, pr in procs.items():
+        if pr.poll() is None:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # it ended just now
+                cpu[name] = (cpu_seconds(pr.pid), time.monotonic())
+
+
+def _deadline_s(a: argparse.Namespace) -> float:
+    """Wall seconds the loop may run: --duration (plus warm-up), or a generous bound for N episodes."""
+    if a.episodes <= 0:
+        return a.duration + WARMUP_S
+    return a.timeout if a.timeout > 0 else 180.0 + 40.0 * a.episodes
+
+
+def wait_for_loop(a: argparse.Namespace, procs: dict[str, Any]) -> dict[str, float]:
+    """Wait until the simulator finished its episodes (or the duration/timeout passed, or a node died);
+    returns each process's CPU use (fraction of one core) after the warm-up."""
+    t0 = time.monotonic()
+    start: dict[str, tuple[float, float]] = {}
+    last: dict[str, tuple[float, float]] = {}
+    while True:
+        if not start and time.monotonic() - t0 >= WARMUP_S:
+            _sample_cpu(procs, start)
+        _sample_cpu(procs, last)
+        if a.episodes > 0 and procs["sim"].poll() is not None:
+            print(f"[loop] simulator finished (exit {procs['sim'].returncode})", flush=True)
+            time.sleep(LAST_OUTCOME_S)
+            break
+        dead = {n: pr.returncode for n, pr in procs.items() if pr.poll() is not None}
+        if dead:
+            print("[loop] a node exited early:", dead, flush=True)
+            break
+        if time.monotonic() - t0 >= _deadline_s(a):
+            print(f"[loop] {'timeout' if a.episodes > 0 else 'duration'} reached after "
+                  f"{time.monotonic() - t0:.0f} s", flush=True)
+            break
+        time.sleep(0.5)
+    return {n: (last[n][0] - c0) / max(1e-6, last[n][1] - t_start)
+            for n, (c0, t_start) in start.items() if n in last and last[n][1] > t_start}
+
+
+def run_loop(a: argparse.Namespace, bag: Path) -> dict[str, Any]:
+    """Record the three nodes' loop into ``bag``; CPU per process, exit codes and wall time."""
+    from fast_dvla_ros.bag.recorder import BagRecorder, TopicSpec
+
+    recorder = BagRecorder(bag, [TopicSpec(t, ty) for t, ty in RECORDED]).start()
+    t0 = time.monotonic()
+    procs = start_nodes(node_commands(a, a.params_file))
+    cpu: dict[str, float] = {}
     try:
-        time.sleep(10.0)  # start-up and warm-up decode are not part of the measurement
-        cpu0 = {n: cpu_seconds(pr.pid) for n, pr in procs.items() if pr.poll() is None}
-        t_meas = time.monotonic()
-        while time.monotonic() - t0 < a.duration + 10.0:
-            if any(pr.poll() is not None for pr in procs.values()):
-                print("[loop] a node exited early:", {n: pr.returncode for n, pr in procs.items()})
-                break
-            time.sleep(0.5)
-        cpu = {n: (cpu_seconds(pr.pid) - cpu0[n]) / (time.monotonic() - t_meas)
-               for n, pr in procs.items() if pr.poll() is None and n in cpu0}
+        cpu = wait_for_loop(a, procs)
     except KeyboardInterrupt:
-        cpu = {}
+        pass
     finally:
         codes = _stop(procs)
         recorder.stop()
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    return {"cpu": cpu, "exit_codes": codes, "wall_s": time.monotonic() - t0}
 
-    res = analyze(bag, nominal_rate_hz=30.0)
-    motion = command_motion(bag)
-    print(f"\n# bench/loop.py --duration {a.duration:.0f} --decoder {a.decoder} --blend-mode {a.blend_mode}")
-    print(f"bag: {bag}")
-    print("| metric | value |\n|---|---|")
-    if res.rate:
-        r = res.rate
-        err = np.abs(r.intervals_s - r.nominal_period_s) * 1000.0
-        print(f"| command rate | {r.mean_rate_hz:.2f} Hz ({r.count} commands) |")
-        print(f"| period error p50 / p99 / max (bag receive times) | {np.percentile(err, 50):.2f} / "
-              f"{np.percentile(err, 99):.2f} / {err.max():.2f} ms |")
-        print(f"| gaps > 1.5 periods | {len(r.gaps)} |")
-    tick = tick_period_errors(bag)
-    if tick.size:
-        print(f"| executor tick period error p50 / p99 / max (status stamps) | {np.percentile(tick, 50):.2f} / "
-              f"{np.percentile(tick, 99):.2f} / {tick.max():.2f} ms |")
-    if res.obs_to_command:
-        o = res.obs_to_command.obs_to_command
-        print(f"| observation -> command p50 / p99 | {1000 * o.p50:.1f} / {1000 * o.p99:.1f} ms |")
-    for name, d in res.decoders.items():
-        print(f"| decode latency [{name}] p50 / p99 | {1000 * d.latency.p50:.1f} / {1000 * d.latency.p99:.1f} ms "
-              f"({d.latency.count} chunks) |")
-    if res.executor:
-        tot = res.executor.totals
-        print(f"| executor underruns / watchdog trips | {tot.get('underruns', 0)} / {tot.get('watchdog_trips', 0)} |")
-    for k, v in motion.items():
-        print(f"| {k} | {v:.3f} |")
-    if res.outcomes:
-        print(f"| episodes / successes | {res.outcomes.episodes} / {res.outcomes.successes} |")
-    for n, c in cpu.items():
-        print(f"| CPU {n} | {100 * c:.0f}% of one core |")
-    print(f"| exit codes | {codes} |")
-    return 0
+
+def _json_safe(value: Any) -> Any:
+    """NaN/inf -> None, tuples -> lists, numpy scalars -> Python: strict JSON for RESULTS.md tooling."""
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--episodes", type=int, default=0, help="run exactly N seeded episodes (0: run for --duration)")
+    p.add_argument("--duration", type=float, default=600.0, help="wall seconds to run when --episodes is 0")
+    p.add_argument("--timeout", type=float, default=0.0, help="with --episodes: give up after this many seconds "
+                   "(0: 180 + 40 per episode)")
+    p.add_argument("--decoder", default="pipelined")
+    p.add_argument("--checkpoint")
+    p.add_argument("--blend-mode", default="temporal_ensemble")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode k: seed + k)")
+    p.add_argument("--evaluator", choices=["none", "sync", "realtime"], default="sync",
+                   help="after the loop, run the closed-loop evaluator on the same seeds and print both")
+    p.add_argument("--json", type=Path, help="write every number (loop, evaluator, per-episode outcomes) here")
+    p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
+    p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_loop")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    a.episodes = max(0, a.episodes)  # node_commands passes it to the simulator: 0 = loop forever
+
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    bag = a.out / time.strftime("loop_%Y%m%d_%H%M%S", time.gmtime())
+    bag.parent.mkdir(parents=True, exist_ok=True)
+    run = run_loop(a, bag)
+    metrics = {**loop_metrics(bag), **run}
+
+    what = f"--episodes {a.episodes} --seed {a.seed}" if a.episodes else f"--duration {a.duration:.0f}"
+    print(f"\n# bench/loop.py {what} --decoder {a.decoder} --blend-mode {a.blend_mode}")
+    print(f"bag: {bag} ({run['wall_s']:.0f} s wall)")
+    print("\n".join(format_loop_report(metrics, a.episodes)))
+
+    evaluators = []
+    loop = metrics["outcomes"]
+    if a.evaluator != "none" and loop is not None:
+        # The seeds the loop actually played (all N, or those a --duration run finished).
+        seeds = sorted(e["seed"] for e in loop["per_episode"])
+        if (ev := run_evaluator(a.evaluator, a, seeds[0], seeds[-1] - seeds[0] + 1)) is not None:
+            evaluators.append(ev)
+    elif a.evaluator != "none":
+        print("[loop] no episode finished in the loop: the evaluator has no seeds to compare on", flush=True)
+    if evaluators:
+        print("\n" + "\n".join(comparison_table(loop, evaluators)))
+    if a.json:
+        a.json.parent.mkdir(parents=True, exist_ok=True)
+        args = {k: str(v) if isinstance(v, Path) else v for k, v in vars(a).items()}
+        a.json.write_text(json.dumps(_json_safe({"args": args, "loop": metrics, "evaluators": evaluators}),
+                                     indent=2) + "\n")
+        print(f"\njson: {a.json}")
+    finished = loop["episodes"] if loop else 0
+    return 1 if a.episodes and finished < a.episodes else 0
 
 
 if __name__ == "__main__":

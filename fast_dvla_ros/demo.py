@@ -35,6 +35,7 @@ TOPICS = {
     "gripper": "/fast_dvla/gripper_command",
     "status": "/chunk_executor/status",
     "outcome": "/conveyor_sim/episode_outcome",
+    "episode_start": "/fast_dvla/episode_start",
 }
 RECORDED = [
     (TOPICS["action_chunk"], "fast_dvla_ros/msg/ActionChunk"),
@@ -42,6 +43,7 @@ RECORDED = [
     (TOPICS["gripper"], "std_msgs/msg/Float64"),
     (TOPICS["status"], "fast_dvla_ros/msg/ExecutorStatus"),
     (TOPICS["outcome"], "fast_dvla_ros/msg/EpisodeOutcome"),
+    (TOPICS["episode_start"], "fast_dvla_ros/msg/EpisodeStart"),
     (TOPICS["joint_states"], "sensor_msgs/msg/JointState"),
     ("/diagnostics", "diagnostic_msgs/msg/DiagnosticArray"),
 ]
@@ -70,19 +72,21 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
             "conveyor_sim", params_file,
             {"~/image": TOPICS["image"], "~/joint_states": TOPICS["joint_states"],
              "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"],
-             "~/instruction": TOPICS["instruction"]},
+             "~/instruction": TOPICS["instruction"], "~/episode_start": TOPICS["episode_start"]},
             {"episodes": str(args.episodes), "seed": str(args.seed)},
         )),
         "policy": cmd("policy_node", _ros_args(
             "fast_dvla_policy", params_file,
             {"~/image": TOPICS["image"], "~/joint_states": TOPICS["joint_states"],
-             "~/instruction": TOPICS["instruction"], "~/action_chunk": TOPICS["action_chunk"]},
+             "~/instruction": TOPICS["instruction"], "~/action_chunk": TOPICS["action_chunk"],
+             "~/episode_start": TOPICS["episode_start"]},
             policy_params,
         )),
         "executor": cmd("executor_node", _ros_args(
             "chunk_executor", params_file,
             {"~/action_chunk": TOPICS["action_chunk"], "~/joint_states": TOPICS["joint_states"],
-             "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"]},
+             "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"],
+             "~/episode_start": TOPICS["episode_start"]},
             {"blend_mode": args.blend_mode},
         )),
     }
@@ -111,11 +115,24 @@ def _stop(procs: dict[str, subprocess.Popen], timeout_s: float = 15.0) -> dict[s
 
 
 def summarize(bag: Path, wall_s: float, exit_codes: dict[str, int | None]) -> str:
-    """Short summary from the recorded bag (same analysis as fast-dvla-eval)."""
+    """Short summary from the recorded bag (same analysis as fast-dvla-eval).
+
+    The loop's outcome comes first (success with its 95% Wilson interval, failure causes, how well
+    aimed the first grasp was), then where the observation -> command time went, then the timing.
+    """
     from fast_dvla_ros.evaluation.analysis import analyze
 
     a = analyze(bag, nominal_rate_hz=30.0)
     lines = [f"\n=== fast_dvla_ros demo summary ({wall_s:.0f} s wall) ===", f"bag: {bag}"]
+    if a.outcomes:
+        o = a.outcomes
+        lines.append(f"loop success {o.describe_success()}")
+        lines.append(f"failure causes: {o.describe_causes()}")
+        lines.append(f"first-close hand-to-block distance: {o.describe_first_close()}")
+    else:
+        lines.append("loop success: no episode finished")
+    split = a.obs_to_command.split if a.obs_to_command else None
+    lines.append(f"observation -> command: {split.describe() if split else 'no chunk was followed by a command'}")
     if a.rate:
         r = a.rate
         lines.append(
@@ -130,21 +147,12 @@ def summarize(bag: Path, wall_s: float, exit_codes: dict[str, int | None]) -> st
             f"over {d.latency.count} chunks, {d.mean_tokens_per_second:.0f} tokens/s, "
             f"{d.mean_tokens_per_forward:.2f} tokens/forward"
         )
-    if a.obs_to_command:
-        o = a.obs_to_command.obs_to_command
-        lines.append(f"observation -> command latency: p50 {1000 * o.p50:.1f} ms, p99 {1000 * o.p99:.1f} ms")
     if a.executor:
         t = a.executor.totals
         lines.append(
             f"executor: underruns {t.get('underruns', 0)}, watchdog trips {t.get('watchdog_trips', 0)}, "
             f"chunks rejected {t.get('chunks_rejected', 0)}, values clamped {t.get('clamped_values', 0)}"
         )
-    if a.outcomes:
-        o = a.outcomes
-        causes = ", ".join(f"{k} {v}" for k, v in o.failure_causes.items()) or "none"
-        lines.append(f"episodes: {o.episodes}, success {o.successes}/{o.episodes} (failures: {causes})")
-    else:
-        lines.append("episodes: none finished")
     lines.append("exit codes: " + ", ".join(f"{k} {v}" for k, v in exit_codes.items()))
     lines.append(f"full report: fast-dvla-eval {bag} --out {bag}_report")
     return "\n".join(lines)

@@ -7,6 +7,7 @@ analysis objects; the report files are checked for existence and for the headlin
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,18 @@ UNDERRUN_TICKS = {123: 1, 126: 1, 129: 2}  # tick index -> underruns added (4.1,
 WATCHDOG_TICK = 129
 START_UNDERRUNS = 5  # the executor ran before the bag started
 GRIPPER_CLOSED = (3.0, 7.0)
+
+# Primitive fields a scene leaves out are zero: the type store parses msg/*.msg from the source tree, so a
+# field added there later must not break writing these bags.
+ZERO = {"int": 0, "float": 0.0, "bool": False, "str": ""}
+
+
+def message(T, msgtype: str, **given):
+    """A ``msgtype`` message with the ``given`` fields and zeros elsewhere (primitive fields only)."""
+    cls = T[msgtype]
+    zeros = {f.name: ZERO[f.type] for f in dataclasses.fields(cls) if f.type in ZERO and f.name not in given}
+    return cls(**zeros, **given)
+
 
 TOPICS = {
     "commands": "/fr3_trajectory_controller/joint_trajectory",  # remapped, as on the robot
@@ -119,6 +132,7 @@ def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0, s
             tokens_committed=64,
             tokens_per_second=64 / latency,
             tokens_per_forward=16.0,
+            observation_age_s=0.0,  # as in bags from before the field: the split reports the age as unknown
         )
         msg = T["fast_dvla_ros/msg/ActionChunk"](
             header=_header(store, c["stamp"] + stamp_offset_s),
@@ -144,7 +158,9 @@ def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0, s
             event = "watchdog: no fresh chunk"
         accepted = [c["seq"] for c in plan if c["arrival"] <= t]
         state = 3 if WATCHDOG_TICK * TICK <= t < GAP[1] else 2
-        msg = T["fast_dvla_ros/msg/ExecutorStatus"](
+        msg = message(
+            T,
+            "fast_dvla_ros/msg/ExecutorStatus",
             header=_header(store, t),
             state=state,
             last_sequence_id=accepted[-1] if accepted else 0,
@@ -172,6 +188,7 @@ def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0, s
             duration_s=4.5,
             belt_speed_mps=0.05,
             control_steps=135,
+            first_close_distance_m=float("nan"),  # never closed
         )
         rows.append((TOPICS["outcomes"], t, msg))
 
@@ -255,6 +272,13 @@ def test_obs_to_command_latency_matches_construction(analysis: BagAnalysis) -> N
     )
     assert o.sequence_gaps == 1
     assert o.chunks_never_accepted == 0
+    # every DecodeStats.observation_age_s is 0 here (a bag from before the field): the age is unknown and
+    # delivery = arrival - stamp - decode is the 1 ms transport (the observation offset is none of it)
+    split = o.split
+    assert split.camera_age is None
+    assert split.delivery.max == pytest.approx(TRANSPORT_S, abs=1e-6)
+    assert sorted(split.parts_s["total"]) == pytest.approx(sorted(o.values_s))
+    assert "camera age n/a" in split.describe()
 
 
 def test_underruns_and_watchdog_at_known_times(analysis: BagAnalysis) -> None:
@@ -311,6 +335,8 @@ def test_cli_report_and_compare(bag: Path, tmp_path: Path) -> None:
         assert f"({png}.png)" in text
     assert "| command gaps | 1 (longest 500 ms) |" in text
     assert "| underruns | 4 |" in text
+    assert "| success 95% CI | 1/2 = 50% [9, 91] (95% Wilson) |" in text
+    assert "| first-close hand-to-block | n/a |" in text
 
     slow = tmp_path / "slow_twin"
     write_synthetic_bag(slow, seed=1, latency_scale=2.0)

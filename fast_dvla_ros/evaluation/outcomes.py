@@ -1,10 +1,14 @@
-"""Episode outcomes (EpisodeOutcome): success rate and failure causes."""
+"""Episode outcomes (EpisodeOutcome): success rate with its confidence interval, failure causes, and
+how well aimed the first grasp was."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from fast_dvla_ros.evaluation.intervals import wilson_interval
+from fast_dvla_ros.evaluation.latency import Distribution
 from fast_dvla_ros.evaluation.series import Outcome
 
 
@@ -16,19 +20,50 @@ class OutcomeSummary:
     successes: int
     failure_causes: dict[str, int]
     mean_duration_s: float
+    ci95: tuple[float, float] = (0.0, 1.0)  # Wilson interval of the success rate
+    # Over the episodes with a finite EpisodeOutcome.first_close_distance_m (count 0: never closed,
+    # or a bag from before the field existed).
+    first_close_distance_m: Distribution = field(default_factory=lambda: Distribution.of([]))
+    success_seeds: list[int] = field(default_factory=list)
+    failure_seeds: list[int] = field(default_factory=list)
 
     @property
     def success_rate(self) -> float:
         return self.successes / self.episodes if self.episodes else float("nan")
 
+    def describe_success(self) -> str:
+        """'k/N = x% [lo, hi] (95% Wilson)', the headline of a loop run."""
+        lo, hi = self.ci95
+        return (
+            f"{self.successes}/{self.episodes} = {100 * self.success_rate:.0f}% "
+            f"[{100 * lo:.0f}, {100 * hi:.0f}] (95% Wilson)"
+        )
+
+    def describe_causes(self) -> str:
+        return ", ".join(f"{k} {v}" for k, v in self.failure_causes.items()) or "none"
+
+    def describe_first_close(self) -> str:
+        """Median and p90 in mm, or n/a when no episode has a finite distance."""
+        d = self.first_close_distance_m
+        if d.count == 0:
+            return "n/a"
+        return f"median {1000 * d.p50:.1f} mm, p90 {1000 * d.p90:.1f} mm over {d.count} episodes"
+
 
 def summarize_outcomes(outcomes: list[Outcome]) -> OutcomeSummary:
-    """Success rate, failure causes (most common first) and mean episode duration."""
+    """Success rate and its Wilson interval, failure causes (most common first), mean episode duration,
+    first-close distance and the seeds of successes and failures."""
     causes = Counter(o.failure_cause or "unknown" for o in outcomes if not o.success)
     durations = [o.duration_s for o in outcomes]
+    successes = sum(o.success for o in outcomes)
+    distances = [o.first_close_distance_m for o in outcomes if math.isfinite(o.first_close_distance_m)]
     return OutcomeSummary(
         episodes=len(outcomes),
-        successes=sum(o.success for o in outcomes),
+        successes=successes,
         failure_causes=dict(causes.most_common()),
         mean_duration_s=sum(durations) / len(durations) if durations else float("nan"),
+        ci95=wilson_interval(successes, len(outcomes)),
+        first_close_distance_m=Distribution.of(distances),
+        success_seeds=[o.seed for o in outcomes if o.success],
+        failure_seeds=[o.seed for o in outcomes if not o.success],
     )

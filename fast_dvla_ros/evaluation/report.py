@@ -95,6 +95,10 @@ def summary_rows(analyses: Sequence[BagAnalysis]) -> list[SummaryRow]:
         o = a.outcomes
         return "-" if o is None else f"{o.successes}/{o.episodes} ({_fmt(o.success_rate, 100, 1)} %)"
 
+    def split(a: BagAnalysis) -> str:
+        s = a.obs_to_command.split if a.obs_to_command else None
+        return "-" if s is None else s.describe()
+
     return [
         ("duration", lambda a: _fmt(a.series.duration_s, digits=1, unit=" s")),
         ("commands", lambda a: "-" if a.rate is None else str(a.rate.count)),
@@ -111,12 +115,15 @@ def summary_rows(analyses: Sequence[BagAnalysis]) -> list[SummaryRow]:
         ("chunks", lambda a: str(len(a.series.chunks))),
         *_decoder_rows(analyses),
         ("obs -> command", o2c),
+        ("obs -> command split", split),
         ("underruns", lambda a: executor(a, "underruns")),
         ("watchdog trips", lambda a: executor(a, "watchdog_trips")),
         ("chunks rejected", lambda a: executor(a, "chunks_rejected")),
         ("switch-over jump", disc),
         ("gripper events", lambda a: str(len(a.gripper))),
         ("episodes (success)", success),
+        ("success 95% CI", lambda a: "-" if a.outcomes is None else a.outcomes.describe_success()),
+        ("first-close hand-to-block", lambda a: "-" if a.outcomes is None else a.outcomes.describe_first_close()),
     ]
 
 

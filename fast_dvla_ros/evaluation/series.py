@@ -41,6 +41,8 @@ class Chunk:
     step_period_s: float
     actions: np.ndarray  # [horizon, joints]
     gripper: np.ndarray  # [horizon]
+    # stamp -> decode start (DecodeStats.observation_age_s); 0 in bags recorded before the field existed
+    observation_age_s: float = 0.0
 
     def step_time(self, index: int) -> float:
         """When step ``index`` is meant to be executed (ActionChunk.msg: stamp + (i + 1) * period)."""
@@ -96,6 +98,8 @@ class Outcome:
     failure_cause: str
     duration_s: float
     belt_speed_mps: float
+    # hand-to-block distance (m) at the episode's first close command; NaN: never closed, or an older bag
+    first_close_distance_m: float = float("nan")
 
 
 @dataclass
@@ -158,19 +162,20 @@ def _chunk(arrival_s: float, origin_s: float, msg: object) -> Chunk | None:
         step_period_s=_stamp_s(msg.step_period),
         actions=actions.reshape(horizon, joints),
         gripper=gripper,
+        observation_age_s=float(getattr(msg.stats, "observation_age_s", 0.0)),
     )
 
 
 def align_chunk_clock(chunks: list[Chunk]) -> float | None:
     """Shift chunk stamps onto the receive clock when the two clocks clearly differ.
 
-    arrival - stamp = decode latency + transport (+ clock offset); transport is milliseconds,
-    so the median of (arrival - stamp - latency) estimates the offset. Returns the offset
-    applied, or None when the clocks agree.
+    arrival - stamp = camera age + decode latency + transport (+ clock offset); transport is
+    milliseconds, so the median of (arrival - stamp - age - latency) estimates the offset. Returns
+    the offset applied, or None when the clocks agree.
     """
     if not chunks:
         return None
-    offset = float(np.median([c.arrival_s - c.stamp_s - c.latency_s for c in chunks]))
+    offset = float(np.median([c.arrival_s - c.stamp_s - c.observation_age_s - c.latency_s for c in chunks]))
     if abs(offset) <= CLOCK_MISMATCH_S:
         return None
     for chunk in chunks:
@@ -202,7 +207,7 @@ def load_series(path: Path | str, overrides: dict[Role, str] | None = None) -> B
     if offset is not None:
         selection.notes.append(
             f"ActionChunk stamps are {offset:+.3f} s off the bag's receive clock (sim time or unsynchronised "
-            "machines); shifted onto it using arrival - decode latency, so latencies exclude transport"
+            "machines); shifted onto it using arrival - camera age - decode latency, so latencies exclude transport"
         )
     return BagSeries(
         path=path,
@@ -224,6 +229,7 @@ def load_series(path: Path | str, overrides: dict[Role, str] | None = None) -> B
                 failure_cause=str(m.failure_cause),
                 duration_s=float(m.duration_s),
                 belt_speed_mps=float(m.belt_speed_mps),
+                first_close_distance_m=float(getattr(m, "first_close_distance_m", float("nan"))),
             )
             for t, m in raw[Role.OUTCOMES]
         ],
