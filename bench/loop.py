@@ -298,8 +298,15 @@ def accepts_keyword(fn: Any, name: str) -> bool:
     return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
-def run_evaluator(mode: str, a: argparse.Namespace, seed0: int, episodes: int) -> dict[str, Any] | None:
-    """The closed-loop evaluator on seeds seed0..seed0+episodes-1; None when skipped."""
+def run_evaluator(
+    mode: str, a: argparse.Namespace, seed0: int, episodes: int, decode_latencies_s: np.ndarray | None = None
+) -> dict[str, Any] | None:
+    """The closed-loop evaluator on seeds seed0..seed0+episodes-1; None when skipped.
+
+    ``realtime`` replays the loop's timing: node settings from the same parameter file, and each decode
+    takes a time drawn from ``decode_latencies_s`` (the loop's own measured decodes), so the replay sees
+    the decode times the loop had with the other two nodes on the CPU.
+    """
     import torch
 
     from fast_dvla_ros.core.policy import Policy
@@ -314,7 +321,12 @@ def run_evaluator(mode: str, a: argparse.Namespace, seed0: int, episodes: int) -
     ckpt = checkpoint_dir(a)
     overrides, ensemble_m = evaluator_setup(a.params_file)
     policy = Policy.load(ckpt, decoder=a.decoder, **decoder_options(a.decoder, a.params_file))
-    extra = {"realtime": True} if realtime else {}
+    extra: dict[str, Any] = {}
+    if realtime:
+        from fast_dvla_ros.train.realtime_eval import RealtimeSettings
+
+        extra = {"realtime": True, "realtime_settings": RealtimeSettings.from_params_file(
+            a.params_file, decode_latencies_s=decode_latencies_s)}
     print(f"[loop] evaluator ({mode}): {ckpt.name}/{a.decoder}, seeds {seed0}..{seed0 + episodes - 1}", flush=True)
     t0 = time.monotonic()
     res = evaluate(policy, episodes, seed0, execute_steps=1, sim_overrides=overrides, blend=a.blend_mode,
@@ -432,8 +444,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint")
     p.add_argument("--blend-mode", default="temporal_ensemble")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode k: seed + k)")
-    p.add_argument("--evaluator", choices=["none", "sync", "realtime"], default="sync",
-                   help="after the loop, run the closed-loop evaluator on the same seeds and print both")
+    p.add_argument("--evaluator", default="sync",
+                   help="after the loop, run the closed-loop evaluator on the same seeds and print both: "
+                        "none, sync, realtime, or a comma list (sync,realtime)")
     p.add_argument("--json", type=Path, help="write every number (loop, evaluator, per-episode outcomes) here")
     p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_loop")
@@ -442,6 +455,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
+    if bad := [m for m in a.evaluator.split(",") if m not in ("none", "sync", "realtime")]:
+        raise SystemExit(f"bench/loop.py: unknown --evaluator {', '.join(bad)} (none, sync, realtime)")
     a.episodes = max(0, a.episodes)  # node_commands passes it to the simulator: 0 = loop forever
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
@@ -457,11 +472,17 @@ def main(argv: list[str] | None = None) -> int:
 
     evaluators = []
     loop = metrics["outcomes"]
-    if a.evaluator != "none" and loop is not None:
+    modes = [m for m in a.evaluator.split(",") if m and m != "none"]
+    if modes and loop is not None:
         # The seeds the loop actually played (all N, or those a --duration run finished).
         seeds = sorted(e["seed"] for e in loop["per_episode"])
-        if (ev := run_evaluator(a.evaluator, a, seeds[0], seeds[-1] - seeds[0] + 1)) is not None:
-            evaluators.append(ev)
+        from fast_dvla_ros.evaluation.analysis import analyze
+
+        decoded = [d.latencies_s for d in analyze(bag, nominal_rate_hz=30.0).decoders.values()]
+        latencies = np.concatenate(decoded) if decoded else None
+        for mode in modes:
+            if (ev := run_evaluator(mode, a, seeds[0], seeds[-1] - seeds[0] + 1, latencies)) is not None:
+                evaluators.append(ev)
     elif a.evaluator != "none":
         print("[loop] no episode finished in the loop: the evaluator has no seeds to compare on", flush=True)
     if evaluators:

@@ -14,6 +14,11 @@ added to the blender, and each executed action is the blended plan at that step'
 chunk executor does on the arm (with ``--execute-steps 1``: a new chunk every control step, the
 ROS loop when decoding keeps up). Without it the evaluation measures the policy alone.
 
+``--realtime`` replays the ROS loop's asynchrony instead (fast_dvla_ros/train/realtime_eval.py): the
+loop's executor, policy runner and JTC follower on one simulated clock, decode times as measured (or
+``--decode-latency-ms``), node settings from ``--params-file`` (config/sim_conveyor.yaml, what the loop
+runs). Its success is the one that predicts the real-time ROS loop's (bench/RESULTS.md section 3).
+
 Printed table per run: success rate with a 95% Wilson interval, failure causes, mean/p50/p99
 decode latency, forwards per chunk, tokens per forward, tokens/s.
 """
@@ -40,6 +45,7 @@ from fast_dvla_ros.execution.blender import BLEND_MODES, Chunk, ChunkBlender
 
 if TYPE_CHECKING:  # the simulator (pybullet) is imported where an evaluation starts
     from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv
+    from fast_dvla_ros.train.realtime_eval import RealtimeSettings
 
 
 class PolicyDriver:
@@ -137,6 +143,9 @@ class EvalResult:
     execute_steps: int = 4
     blend: str | None = None
     latency_steps: int = 0
+    realtime: bool = False
+    obs_to_command_p50_ms: float = float("nan")  # realtime mode: image stamp -> first command using the chunk
+    camera_age_p50_ms: float = float("nan")
     per_episode: list[dict] = field(default_factory=list)
 
     def row(self) -> str:
@@ -207,12 +216,19 @@ def evaluate(
     blend: str | None = None,
     ensemble_m: float = 0.1,
     latency_steps: int = 0,
+    realtime: bool = False,
+    realtime_settings: RealtimeSettings | None = None,
 ) -> EvalResult:
     """Run ``episodes`` seeded episodes (seeds seed0, seed0+1, ...) and aggregate.
 
     ``blend`` (one of ``BLEND_MODES``, None = execute the newest chunk as decoded): chunks go through
     the executor's ``ChunkBlender`` (``ensemble_m`` = its temporal-ensemble weight), module doc.
+    ``realtime``: the ROS loop's asynchrony on a simulated clock (``realtime_settings``, default: the
+    loop's parameter file; ``sim_overrides`` still apply); ``execute_steps``/``blend``/``latency_steps``
+    do not apply there (the executor's own settings do).
     """
+    if realtime:
+        return _evaluate_realtime(policy, episodes, seed0, sim_overrides, progress, realtime_settings)
     from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
 
     env = ConveyorPickEnv(SimConfig(**(sim_overrides or {})))
@@ -236,6 +252,7 @@ def evaluate(
             per_episode.append({
                 "seed": seed0 + i, "success": bool(info.get("success")), "steps": driver.steps,
                 "failure_cause": info.get("failure_cause", ""), "belt_speed": info.get("belt_speed"),
+                "first_close_distance": float(info.get("first_close_distance", float("nan"))),
             })
             bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")
     finally:
@@ -270,6 +287,48 @@ def evaluate(
     )
 
 
+def _evaluate_realtime(
+    policy: Policy, episodes: int, seed0: int, sim_overrides: dict | None, progress: bool,
+    settings: RealtimeSettings | None,
+) -> EvalResult:
+    from fast_dvla_ros.train.realtime_eval import RealtimeSettings, run_realtime
+
+    settings = settings or RealtimeSettings.from_params_file()
+    if sim_overrides:
+        settings.sim = {**settings.sim, **sim_overrides}
+    policy.warmup()
+    bar = tqdm(total=episodes, desc=f"realtime {policy.checkpoint_name}/{policy.decoder_name}", disable=not progress)
+    done: list[dict] = []
+
+    def tick(outcome: dict) -> None:
+        done.append(outcome)
+        bar.update(1)
+        bar.set_postfix(success=f"{sum(e['success'] for e in done)}/{len(done)}")
+
+    try:
+        per_episode, stats = run_realtime(policy, list(range(seed0, seed0 + episodes)), settings, tick)
+    finally:
+        bar.close()
+    successes = sum(e["success"] for e in per_episode)
+    causes: dict[str, int] = {}
+    for e in per_episode:
+        if not e["success"]:
+            causes[e["failure_cause"] or "unknown"] = causes.get(e["failure_cause"] or "unknown", 0) + 1
+    lat = np.asarray(stats.decode) * 1000.0
+    speeds = [e["belt_speed"] for e in per_episode]
+    return EvalResult(
+        checkpoint=policy.checkpoint_name, decoder=policy.decoder_name, episodes=episodes, successes=successes,
+        success_rate=successes / max(1, episodes), ci95=wilson_interval(successes, episodes), failure_causes=causes,
+        latency_mean_ms=float(lat.mean()), latency_p50_ms=float(np.percentile(lat, 50)),
+        latency_p99_ms=float(np.percentile(lat, 99)), forwards_per_chunk=float(np.mean(stats.forwards)),
+        tokens_per_forward=float(np.sum(stats.tokens) / max(1, np.sum(stats.forwards))),
+        tokens_per_second=float(np.sum(stats.tokens) / max(1e-9, lat.sum() / 1000.0)), chunks=len(stats.decode),
+        belt_speed=(min(speeds), max(speeds)) if speeds else None, execute_steps=1, blend=settings.blend_mode,
+        realtime=True, obs_to_command_p50_ms=float(np.percentile(stats.obs_to_command, 50) * 1000.0),
+        camera_age_p50_ms=float(np.percentile(stats.camera_age, 50) * 1000.0), per_episode=per_episode,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Closed-loop success of a checkpoint + decoder in the conveyor simulator.")
     p.add_argument("--checkpoint", action="append", required=True, help="checkpoint dir (repeatable)")
@@ -281,10 +340,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--execute-steps", type=int, default=4, help="actions executed per decoded chunk")
     p.add_argument("--blend", choices=BLEND_MODES, default=None,
                    help="blend chunks with the ROS executor's ChunkBlender (default: execute the newest chunk as is)")
-    p.add_argument("--ensemble-m", type=float, default=0.1, help="temporal_ensemble weight exp(-m*i), i=0 oldest")
+    p.add_argument("--ensemble-m", type=float, default=None,
+                   help="temporal_ensemble weight exp(-m*i), i=0 oldest (default 0.1; --realtime: the params file's)")
     p.add_argument("--latency-steps", type=int, default=0,
                    help="decode from the observation this many control steps old, as the real-time ROS loop does "
                         "(~3 for the distilled student, ~6 for the baseline; bench/RESULTS.md section 3)")
+    p.add_argument("--realtime", action="store_true",
+                   help="replay the real-time ROS loop's asynchrony on a simulated clock (module doc); "
+                        "--execute-steps/--blend/--latency-steps then do not apply")
+    p.add_argument("--decode-latency-ms", type=float,
+                   help="realtime: every decode takes this long (default: its measured wall time)")
+    p.add_argument("--latency-scale", type=float, default=1.0,
+                   help="realtime: multiply measured decode times (the loop shares the CPU with two more nodes)")
+    p.add_argument("--params-file", type=Path, help="realtime: node parameters of the loop "
+                   "(default config/sim_conveyor.yaml)")
     p.add_argument("--belt-speed", type=float, nargs=2, metavar=("MIN", "MAX"), help="override the belt speed range")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument("--tau-conf", type=float, help="decoder confidence threshold override")
@@ -356,15 +425,26 @@ def main(argv: list[str] | None = None) -> int:
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
         name, options = parse_decoder_spec(dec)[0], decoder_options(a, dec)
         policy = Policy.load(ckpt, decoder=name, readout=a.readout, **options)
+        settings = None
+        if a.realtime:
+            from fast_dvla_ros.train.realtime_eval import DEFAULT_PARAMS, RealtimeSettings
+
+            settings = RealtimeSettings.from_params_file(
+                a.params_file or DEFAULT_PARAMS, latency_scale=a.latency_scale,
+                decode_latency_s=None if a.decode_latency_ms is None else a.decode_latency_ms / 1000.0,
+                **({} if a.ensemble_m is None else {"ensemble_m": a.ensemble_m}),
+            )
         result = evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
-                          ensemble_m=a.ensemble_m, latency_steps=a.latency_steps)
+                          ensemble_m=0.1 if a.ensemble_m is None else a.ensemble_m,
+                          latency_steps=a.latency_steps, realtime=a.realtime,
+                          realtime_settings=settings)
         if options:  # rows of one decoder with different settings stay apart in the table and the JSON
             result.decoder = f"{name} {','.join(f'{k}={v}' for k, v in options.items())}"
         results.append(result)
-    print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, "
-          f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, latency {a.latency_steps} steps, "
-          f"belt {overrides or 'default range'}, "
-          f"{time.perf_counter() - t0:.0f} s total\n")
+    mode = ("real-time loop replay (executor, camera and decode timing of the loop)" if a.realtime else
+            f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, latency {a.latency_steps} steps")
+    print(f"\n{a.episodes} episodes per row, seeds {a.seed}..{a.seed + a.episodes - 1}, {mode}, "
+          f"belt {overrides or 'default range'}, {time.perf_counter() - t0:.0f} s total\n")
     print(TABLE_HEADER)
     for r in results:
         print(r.row())
