@@ -113,9 +113,11 @@ def test_simulator_follower_commands_on_average_what_the_zero_order_hold_command
         for k in range(2, 10):
             targets: list[np.ndarray] = []
 
-            def command(offset: float, start: float = t0 + k * DT) -> tuple[np.ndarray, float]:
+            def command(
+                offset: float, start: float = t0 + k * DT, seen: list[np.ndarray] = targets
+            ) -> tuple[np.ndarray, float]:
                 q, _ = follower.sample(start + offset)
-                targets.append(q)
+                seen.append(q)
                 return q, 0.04
 
             env._pending_time = 0.0  # one control step = exactly 8 substeps here

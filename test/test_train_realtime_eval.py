@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from fast_dvla_ros.core.policy import Policy  # noqa: E402
-from fast_dvla_ros.train.realtime_eval import RealtimeSettings, run_realtime  # noqa: E402
+from fast_dvla_ros.core.policy import Policy
+from fast_dvla_ros.train.realtime_eval import RealtimeSettings, run_realtime
 
 ROOT = Path(__file__).resolve().parents[1]
 
