@@ -183,6 +183,17 @@ def test_executor_reanchors_to_the_arm_when_it_is_far_from_the_command() -> None
     assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], moved, atol=1e-6)
 
 
+def test_an_episode_start_before_anything_was_commanded_sends_nothing() -> None:
+    # the latched EpisodeStart of the first episode reaches an executor that never commanded the arm: sending a
+    # hold would start a cell that waits for the robot's first command while the policy still loads
+    core = ExecutorCore(PANDA, watchdog_timeout_s=0.5)
+    core.start_episode(stamp=1.0, now=1.5)
+    core.update_joint_state(NAMES, HOME, 1.6, stamp=1.6)
+    for t in (1.6, 1.7, 2.5):
+        cmd = core.tick(t)
+        assert cmd.state == ExecutorState.WAITING_FOR_CHUNK and cmd.positions is None
+
+
 def test_episode_start_drops_pre_reset_chunks_and_holds_at_the_pose_measured_after_it() -> None:
     core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.5)
     core.update_joint_state(NAMES, HOME, 0.0, stamp=0.0)

@@ -141,7 +141,9 @@ class ExecutorCore:
         self.q_measured, self.q_measured_time = None, -math.inf
         self.q_ref, self.g_ref = None, None
         self.watchdog.restart()
-        self._hold_when_waiting = True
+        # _hold_when_waiting stays as it was: a hold is needed only if the controller may still be following a
+        # trajectory of ours. Before the first command it would also tell a cell waiting for the robot to be
+        # ready (the simulator's wait_for_first_command) that it is, while the policy still loads.
         self.state = ExecutorState.WAITING_FOR_JOINT_STATE
         self.counters.event(f"episode start at {self.epoch:.3f}: plan dropped, holding until a new chunk")
 
