@@ -8,15 +8,15 @@ State machine (same numbers as msg/ExecutorStatus.msg):
   (``start_episode``) or a re-anchor (the measured arm more than ``reanchor_tolerance`` away from the
   command: an external reset, a reflex stop), the plan is dropped and every tick commands a hold at
   the pose measured after it, so the controller stops following the trajectory it was last sent.
+* EXECUTING - the upcoming points of the blended plan, made feasible by the SafetyFilter.
+* HOLDING - watchdog tripped (no fresh chunk) or the joint state went stale: a trajectory that
+  holds the last safe commanded position with zero velocity.
 
 Episode boundaries. An episode start or a re-anchor opens a new *epoch* at the time of the event:
 chunks decoded from observations stamped before it, and joint states stamped before it, belong to a
 situation that no longer exists and are dropped (counted in ``chunks_superseded``). Without this, a
 chunk decoded just before a reset arrived just after it, and the temporal ensemble, which weights the
 oldest chunk most, let it steer the first steps of the new episode (issue 18).
-* EXECUTING - the upcoming points of the blended plan, made feasible by the SafetyFilter.
-* HOLDING - watchdog tripped (no fresh chunk) or the joint state went stale: a trajectory that
-  holds the last safe commanded position with zero velocity.
 
 ``q_ref`` is the position the executor commanded for "now" at the previous tick. Every output is
 rate-limited against it, so whatever the policy does, consecutive commands differ by at most

@@ -16,8 +16,9 @@ ROS loop when decoding keeps up). Without it the evaluation measures the policy 
 
 ``--realtime`` replays the ROS loop's asynchrony instead (fast_dvla_ros/train/realtime_eval.py): the
 loop's executor, policy runner and JTC follower on one simulated clock, decode times as measured (or
-``--decode-latency-ms``), node settings from ``--params-file`` (config/sim_conveyor.yaml, what the loop
-runs). Its success is the one that predicts the real-time ROS loop's (bench/RESULTS.md section 3).
+``--decode-latency-ms``, or drawn from a loop bag's recorded decodes with ``--decode-latencies-from BAG``:
+then the result does not depend on the machine's load), node settings from ``--params-file``
+(config/sim_conveyor.yaml, what the loop runs). Its success is the one that predicts the real-time ROS loop's (bench/RESULTS.md section 3).
 
 Printed table per run: success rate with a 95% Wilson interval, failure causes, mean/p50/p99
 decode latency, forwards per chunk, tokens per forward, tokens/s.
@@ -350,6 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "--execute-steps/--blend/--latency-steps then do not apply")
     p.add_argument("--decode-latency-ms", type=float,
                    help="realtime: every decode takes this long (default: its measured wall time)")
+    p.add_argument("--decode-latencies-from", type=Path, metavar="BAG",
+                   help="realtime: draw each decode's time from the ActionChunk latencies recorded in this bag "
+                        "(a bench/loop.py or make demo run: the decode times the loop had beside the other nodes)")
     p.add_argument("--latency-scale", type=float, default=1.0,
                    help="realtime: multiply measured decode times (the loop shares the CPU with two more nodes)")
     p.add_argument("--params-file", type=Path, help="realtime: node parameters of the loop "
@@ -429,8 +433,16 @@ def main(argv: list[str] | None = None) -> int:
         if a.realtime:
             from fast_dvla_ros.train.realtime_eval import DEFAULT_PARAMS, RealtimeSettings
 
+            drawn = None
+            if a.decode_latencies_from is not None:
+                from fast_dvla_ros.evaluation.analysis import analyze
+
+                decoders = analyze(a.decode_latencies_from).decoders
+                if name not in decoders:
+                    p.error(f"{a.decode_latencies_from} has no chunks of decoder {name!r} (it has {sorted(decoders)})")
+                drawn = decoders[name].latencies_s
             settings = RealtimeSettings.from_params_file(
-                a.params_file or DEFAULT_PARAMS, latency_scale=a.latency_scale,
+                a.params_file or DEFAULT_PARAMS, latency_scale=a.latency_scale, decode_latencies_s=drawn,
                 decode_latency_s=None if a.decode_latency_ms is None else a.decode_latency_ms / 1000.0,
                 **({} if a.ensemble_m is None else {"ensemble_m": a.ensemble_m}),
             )
