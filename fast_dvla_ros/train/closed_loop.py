@@ -18,7 +18,8 @@ ROS loop when decoding keeps up). Without it the evaluation measures the policy 
 loop's executor, policy runner and JTC follower on one simulated clock, decode times as measured (or
 ``--decode-latency-ms``, or drawn from a loop bag's recorded decodes with ``--decode-latencies-from BAG``:
 then the result does not depend on the machine's load), node settings from ``--params-file``
-(config/sim_conveyor.yaml, what the loop runs). Its success is the one that predicts the real-time ROS loop's (bench/RESULTS.md section 3).
+(config/sim_conveyor.yaml, what the loop runs). Its success is the one that predicts the real-time ROS
+loop's (bench/RESULTS.md section 3).
 
 Printed table per run: success rate with a 95% Wilson interval, failure causes, mean/p50/p99
 decode latency, forwards per chunk, tokens per forward, tokens/s.
