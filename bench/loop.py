@@ -214,7 +214,8 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
     lines = ["| metric | value |", "|---|---|", *outcome_rows(m["outcomes"], requested)]
     if "rate" in m:
         r, err = m["rate"], m["rate"]["period_error_ms"]
-        lines.append(f"| command rate | {r['mean_hz']:.2f} Hz ({r['commands']} commands) |")
+        lines.append(f"| trajectory messages (ticks + sends on chunk arrival) | {r['mean_hz']:.2f}/s "
+                     f"({r['commands']} messages) |")
         if err:
             lines.append(f"| period error p50 / p99 / max (bag receive times) | {err['p50']:.2f} / {err['p99']:.2f} / "
                          f"{err['max']:.2f} ms |")

@@ -133,14 +133,19 @@ def summarize(bag: Path, wall_s: float, exit_codes: dict[str, int | None]) -> st
         lines.append("loop success: no episode finished")
     split = a.obs_to_command.split if a.obs_to_command else None
     lines.append(f"observation -> command: {split.describe() if split else 'no chunk was followed by a command'}")
+    status = a.series.status
+    if status is not None and status.time_s.size > 2:
+        span = float(status.time_s[-1] - status.time_s[0])
+        lines.append(f"executor tick: {(status.time_s.size - 1) / max(span, 1e-9):.2f} Hz (ExecutorStatus)")
     if a.rate:
         r = a.rate
+        # More than the tick rate: an accepted chunk is also sent at once (executor command_on_chunk).
         lines.append(
-            f"control rate: {r.mean_rate_hz:.2f} Hz over {r.count} trajectory commands "
-            f"(jitter p99 {1000 * r.jitter_p99_abs_s:.1f} ms, gaps > 1.5 periods: {len(r.gaps)})"
+            f"trajectory messages: {r.mean_rate_hz:.2f}/s over {r.count} (ticks + sends on chunk arrival; "
+            f"gaps > 1.5 tick periods: {len(r.gaps)})"
         )
     else:
-        lines.append("control rate: no trajectory commands recorded")
+        lines.append("trajectory messages: none recorded")
     for name, d in a.decoders.items():
         lines.append(
             f"decode latency [{name}]: p50 {1000 * d.latency.p50:.1f} ms, p99 {1000 * d.latency.p99:.1f} ms "

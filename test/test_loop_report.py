@@ -267,7 +267,8 @@ def test_demo_summary_puts_the_loop_outcome_first(bag: Path) -> None:
         "failure causes: dropped 1, timeout 1",
         "first-close hand-to-block distance: median 20.0 mm, p90 28.0 mm over 3 episodes",
         "observation -> command: camera age 20.0 + decode 30.0 + delivery 2.0 + executor wait 5.0 ms",
-        "control rate: 30.00 Hz",
+        "executor tick: 30.",
+        "trajectory messages: 30.00/s",
         "decode latency [pipelined]",
         "executor: underruns 0",
     ]
