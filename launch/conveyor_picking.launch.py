@@ -38,7 +38,7 @@ CONTROLLER_CONFIGS = {
     "fer": "panda_trajectory_controller.yaml",
     "panda": "panda_trajectory_controller.yaml",
 }
-# The executor's joint limits table per robot type (config/joint_limits/).
+# The joint limits table per robot type (config/joint_limits/), for the executor and the policy.
 JOINT_LIMITS = {"fr3": "fr3", "fp3": "fr3", "fr3v2": "fr3", "fer": "panda", "panda": "panda"}
 
 
@@ -109,6 +109,7 @@ def robot_policy_and_executor(context: LaunchContext) -> list:
         robot_policy_params={
             "joint_names": joints,
             "gripper_joint_names": [f"{prefix}_finger_joint1", f"{prefix}_finger_joint2"],
+            "joint_limits": JOINT_LIMITS[robot_type],  # joint states outside these are implausible
         },
         robot_executor_params={
             "joint_names": joints,

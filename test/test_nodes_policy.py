@@ -83,6 +83,8 @@ class Feeder:
                 js.position[3] = float("nan")
             elif mode == "missing_joints":
                 js.name, js.position = js.name[:-3], js.position[:-3]
+            elif mode == "out_of_limits":  # finite, but panda_joint4 lives in [-3.0718, -0.0698]
+                js.position[js.name.index("panda_joint4")] = 0.1
             self.js_pub.publish(js)
             time.sleep(0.05)
 
@@ -179,9 +181,11 @@ def test_bad_images_give_no_chunk(rig, mode: str) -> None:
     _assert_no_chunks_then_recovers(rig, mode)
 
 
-@pytest.mark.parametrize("mode", ["nan_joints", "missing_joints"])
+@pytest.mark.parametrize("mode", ["nan_joints", "missing_joints", "out_of_limits"])
 def test_bad_joint_states_give_no_chunk(rig, mode: str) -> None:
     _assert_no_chunks_then_recovers(rig, mode)
+    if mode == "out_of_limits":  # ignored and reported, by name
+        assert "implausible joint state: panda_joint4 = 0.100 rad" in rig[0].output
 
 
 def test_camera_stops_stale_observation_gives_no_chunk(rig) -> None:
@@ -203,3 +207,50 @@ def test_bad_checkpoint_exits_nonzero_with_a_clear_message(tmp_path, problem: st
     assert code == 2, out
     assert ("checkpoint not found" if problem == "missing" else "cannot load checkpoint") in out
     assert "Traceback" not in out
+
+
+def test_sigint_mid_decode_exits_within_2_s(checkpoint: str) -> None:
+    """A decode that takes seconds (bidirectional, 256 refinement steps) must not hold up Ctrl-C: launch sends
+    SIGTERM 5 s after SIGINT, and a user expects the node gone at once."""
+    node = NodeProcess(
+        "policy_node",
+        ["-p", f"checkpoint:={checkpoint}", "-p", "decoder:=bidirectional", "-p", "steps:=256",
+         "-p", "warmup:=false", "-p", "max_observation_age_s:=5.0",
+         "-r", "/diagnostics:=/sigint_test/diag", "-r", f"~/image:={IMG}_sigint", "-r", f"~/joint_states:={JS}_sigint",
+         "-r", f"~/action_chunk:={CHUNK}_sigint"],
+        name="sigint_policy",
+    )  # fmt: skip
+    probe = Probe("sigint_probe")
+    probe.record(ActionChunk, f"{CHUNK}_sigint", CHUNK_QOS)
+    img_pub = probe.node.create_publisher(Image, f"{IMG}_sigint", SENSOR_QOS)
+    js_pub = probe.node.create_publisher(JointState, f"{JS}_sigint", SENSOR_QOS)
+    stop = threading.Event()
+
+    def feed() -> None:
+        rng = np.random.default_rng(1)
+        while not stop.is_set():
+            stamp = probe.node.get_clock().now().to_msg()
+            img_pub.publish(rgb_to_image(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8), stamp))
+            js = JointState(name=[*NAMES, "panda_finger_joint1", "panda_finger_joint2"], position=[*HOME, 0.02, 0.02])
+            js.header.stamp = stamp
+            js_pub.publish(js)
+            time.sleep(0.05)
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        # The first chunk proves decoding runs; the next decode starts at once on the next frame.
+        assert probe.wait_for(lambda: len(probe.got(f"{CHUNK}_sigint")) >= 1, 120.0), node.output
+        latency = probe.got(f"{CHUNK}_sigint")[0].stats.latency_s
+        time.sleep(min(0.3, latency / 4))
+        t0 = time.monotonic()
+        code, out = node.stop(timeout=10.0)
+        elapsed = time.monotonic() - t0
+    finally:
+        stop.set()
+        feeder.join()
+        probe.close()
+    assert latency > 1.0, f"decode took only {latency:.2f} s: the test would not interrupt a decode"
+    assert code == 0, out
+    assert "Traceback" not in out, out
+    assert elapsed < 2.0, f"exited {elapsed:.2f} s after SIGINT (decode {latency:.2f} s)"
