@@ -22,6 +22,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from fast_dvla_ros.franka_args import FrankaArgumentError, franka_launch_arguments
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast_dvla_common import (
     PACKAGE,
@@ -65,21 +67,24 @@ def robot_bringup(context: LaunchContext) -> list:
             context
         )
     namespace = LaunchConfiguration("namespace").perform(context)
-    bringup = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare("franka_bringup"), "launch", "franka.launch.py"])
-        ),
-        launch_arguments={
-            "robot_type": robot_type,  # franka_ros2 >= 2.2
-            "arm_id": robot_type,  # older franka_ros2 spelling; ignored by newer ones
-            "robot_ip": LaunchConfiguration("robot_ip").perform(context),
-            "namespace": namespace,
-            "use_fake_hardware": LaunchConfiguration("use_fake_hardware").perform(context),
-            "fake_sensor_commands": LaunchConfiguration("fake_sensor_commands").perform(context),
-            "load_gripper": LaunchConfiguration("load_gripper").perform(context),
-            "controllers_yaml": config,
-        }.items(),
+    franka = PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare("franka_bringup"), "launch", "franka.launch.py"])
     )
+    # Only what the installed release declares, under its spelling (fast_dvla_ros/franka_args.py says why).
+    declared = [arg.name for arg in franka.get_launch_description(context).get_launch_arguments()]
+    values = {
+        "robot_ip": LaunchConfiguration("robot_ip").perform(context),
+        "namespace": namespace,
+        "use_fake_hardware": LaunchConfiguration("use_fake_hardware").perform(context),
+        "fake_sensor_commands": LaunchConfiguration("fake_sensor_commands").perform(context),
+        "load_gripper": LaunchConfiguration("load_gripper").perform(context),
+        "controllers_yaml": config,
+    }
+    try:
+        arguments = franka_launch_arguments(declared, robot_type, values)
+    except FrankaArgumentError as exc:
+        raise RuntimeError(f"franka_bringup: {exc}") from None
+    bringup = IncludeLaunchDescription(franka, launch_arguments=arguments.items())
     spawner = Node(
         package="controller_manager",
         executable="spawner",
