@@ -29,7 +29,7 @@ _isolate_ros_graph()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running test, excluded from the default run")
     config.addinivalue_line("markers", "ros: needs rclpy and the generated messages")
-    config.addinivalue_line("markers", "launch: needs the ROS 2 launch stack (../shared/ros2-cli) and a colcon build")
+    config.addinivalue_line("markers", "launch_stack: needs the ROS 2 launch stack (../shared/ros2-cli), colcon")
 
 
 @pytest.fixture(scope="session")
@@ -41,18 +41,13 @@ def colcon_install(tmp_path_factory: pytest.TempPathFactory):
 
 
 @pytest.fixture(scope="session")
-def launch_env(request: pytest.FixtureRequest):
-    """The environment of a user who sourced the install space: set for this process too (launch_pytest
-    resolves the package in-process) and restored at the end of the session. Skips, saying why, without
-    the launch stack (before building anything)."""
+def launch_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment of a user who sourced the install space (for subprocesses; os.environ is left alone,
+    so later tests keep running the source tree). Skips, saying why, without the launch stack, before
+    building anything."""
     from ros_peers.launch_stack import install_env, launch_stack_missing
 
     reason = launch_stack_missing()
     if reason:
         pytest.skip(reason)
-    saved = dict(os.environ)
-    env = install_env(request.getfixturevalue("colcon_install"))
-    os.environ.update(env)
-    yield env
-    os.environ.clear()
-    os.environ.update(saved)
+    return install_env(request.getfixturevalue("colcon_install"))

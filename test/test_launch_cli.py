@@ -36,7 +36,7 @@ _missing = launch_stack_missing()
 if _missing:
     pytest.skip(_missing, allow_module_level=True)
 
-pytestmark = [pytest.mark.ros, pytest.mark.launch]
+pytestmark = [pytest.mark.ros, pytest.mark.launch_stack]
 
 ROS2 = str(VENV / "bin" / "ros2")
 NODES = ("/conveyor_sim", "/fast_dvla_policy", "/chunk_executor")
@@ -215,4 +215,4 @@ def test_ros2_param_get_set_on_the_policy(graph: dict[str, str], name: str, valu
     again = ros2(graph, "param", "get", "--no-daemon", "/fast_dvla_policy", name)
     assert again.stdout.strip() == shown
     described = ros2(graph, "param", "describe", "--no-daemon", "/fast_dvla_policy", name)
-    assert "Read only: True" in described.stdout and "read-only while the node runs" in described.stdout
+    assert "Read only: true" in described.stdout and "read-only while the node runs" in described.stdout

@@ -48,7 +48,7 @@ import launch  # noqa: E402
 from fast_dvla_ros.msg import ActionChunk, ExecutorStatus  # noqa: E402
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, STATUS_QOS  # noqa: E402
 
-pytestmark = [pytest.mark.ros, pytest.mark.launch]
+pytestmark = [pytest.mark.ros, pytest.mark.launch_stack]
 
 CHUNK_TOPIC = "/fast_dvla/action_chunk"
 COMMAND_TOPIC = "/conveyor_sim/joint_trajectory"
@@ -71,6 +71,16 @@ def configured_rate_hz(params_file: str) -> float:
 
 def _params_file() -> str:
     return os.path.join(get_package_share_directory("fast_dvla_ros"), "config", "sim_conveyor.yaml")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def sourced(launch_env: dict[str, str]) -> Iterator[None]:
+    """launch_pytest runs the launch in this process: put the install space on its paths for this module."""
+    saved = dict(os.environ)
+    os.environ.update(launch_env)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @launch_pytest.fixture
