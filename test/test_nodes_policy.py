@@ -209,12 +209,28 @@ def test_bad_checkpoint_exits_nonzero_with_a_clear_message(tmp_path, problem: st
     assert "Traceback" not in out
 
 
-def test_sigint_mid_decode_exits_within_2_s(checkpoint: str) -> None:
-    """A decode that takes seconds (bidirectional, 256 refinement steps) must not hold up Ctrl-C: launch sends
-    SIGTERM 5 s after SIGINT, and a user expects the node gone at once."""
+@pytest.fixture(scope="module")
+def slow_checkpoint(tmp_path_factory) -> str:
+    """A tiny model with a 32-step horizon: 256 action tokens, so 256 bidirectional refinement forwards (~4 s)."""
+    import dataclasses
+
+    import torch
+
+    from fast_dvla_ros.core.config import DVLAConfig
+    from fast_dvla_ros.core.model import DVLA
+
+    torch.manual_seed(0)
+    model = DVLA(dataclasses.replace(DVLAConfig.preset("tiny"), horizon=32))
+    model.set_proprio_stats(np.zeros(8), np.ones(8))
+    return str(model.save_pretrained(tmp_path_factory.mktemp("ck") / "tiny_slow"))
+
+
+def test_sigint_mid_decode_exits_within_2_s(slow_checkpoint: str) -> None:
+    """A decode that takes seconds must not hold up Ctrl-C: launch sends SIGTERM 5 s after SIGINT, and a user
+    expects the node gone at once. The running decode stops at its next forward pass (policy_node.py)."""
     node = NodeProcess(
         "policy_node",
-        ["-p", f"checkpoint:={checkpoint}", "-p", "decoder:=bidirectional", "-p", "steps:=256",
+        ["-p", f"checkpoint:={slow_checkpoint}", "-p", "decoder:=bidirectional", "-p", "steps:=256",
          "-p", "warmup:=false", "-p", "max_observation_age_s:=5.0",
          "-r", "/diagnostics:=/sigint_test/diag", "-r", f"~/image:={IMG}_sigint", "-r", f"~/joint_states:={JS}_sigint",
          "-r", f"~/action_chunk:={CHUNK}_sigint"],
@@ -250,7 +266,9 @@ def test_sigint_mid_decode_exits_within_2_s(checkpoint: str) -> None:
         stop.set()
         feeder.join()
         probe.close()
-    assert latency > 1.0, f"decode took only {latency:.2f} s: the test would not interrupt a decode"
+    assert latency > 2.5, f"decode took only {latency:.2f} s: the test would not interrupt a decode"
     assert code == 0, out
     assert "Traceback" not in out, out
     assert elapsed < 2.0, f"exited {elapsed:.2f} s after SIGINT (decode {latency:.2f} s)"
+    # the running decode was cancelled, not abandoned after close()'s join timeout
+    assert "decode thread still running at shutdown" not in out, out

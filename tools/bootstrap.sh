@@ -110,7 +110,7 @@ if [[ -f "$SHARED/ros2-cli/install.sh" ]]; then
   log "ROS 2 launch system and ros2 CLI: $SHARED/ros2-cli"
   bash "$SHARED/ros2-cli/install.sh" "$VENV"
 else
-  log "ROS 2 launch system: not installed ($SHARED/ros2-cli/install.sh not found; the launch tests will skip)"
+  log "ROS 2 launch system: $SHARED/ros2-cli/install.sh not found, nothing installed (without it the launch tests skip)"
 fi
 
 "$VPY" -c 'import rclpy, torch, fast_dvla_ros.msg' \

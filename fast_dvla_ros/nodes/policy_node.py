@@ -136,9 +136,11 @@ class PolicyNode(Node):
         self._stop = threading.Event()
         self._seq = 0
         # Shutdown mid-decode: a decode is tens of forward passes and can take seconds with a slow decoder or a
-        # big model on a busy CPU; launch escalates to SIGTERM 5 s after SIGINT. Every forward pass checks the
-        # stop flag first, so close() ends a running decode within one forward pass (issue 19).
-        self._cancel_hook = self.policy.model.backbone.register_forward_pre_hook(self._cancel_if_stopping)
+        # big model on a busy CPU; launch escalates to SIGTERM 5 s after SIGINT. Every decoder runs the action
+        # head once per forward pass (the backbone may run on core/fast_backbone.py, which is no nn.Module), so
+        # a check there ends a running decode within one forward pass of close() (issue 19). Cost: one Python
+        # call per forward, microseconds beside a forward's milliseconds.
+        self._cancel_hook = self.policy.model.head.register_forward_pre_hook(self._cancel_if_stopping)
 
         # the callbacks only validate and store the newest message; decoding runs in its own thread
         self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS)
@@ -343,7 +345,8 @@ class PolicyNode(Node):
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(PolicyNode, argv, threads=1)  # short callbacks; the decode worker is its own thread
+    # short callbacks, the decode worker is its own thread; torch's teardown would delay the exit (run_node)
+    return run_node(PolicyNode, argv, threads=1, skip_finalization=True)
 
 
 if __name__ == "__main__":
