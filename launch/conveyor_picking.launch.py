@@ -22,6 +22,8 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+from fast_dvla_ros.franka_args import FrankaArgumentError, franka_launch_arguments
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast_dvla_common import (
     PACKAGE,
@@ -38,7 +40,7 @@ CONTROLLER_CONFIGS = {
     "fer": "panda_trajectory_controller.yaml",
     "panda": "panda_trajectory_controller.yaml",
 }
-# The executor's joint limits table per robot type (config/joint_limits/).
+# The joint limits table per robot type (config/joint_limits/), for the executor and the policy.
 JOINT_LIMITS = {"fr3": "fr3", "fp3": "fr3", "fr3v2": "fr3", "fer": "panda", "panda": "panda"}
 
 
@@ -65,21 +67,24 @@ def robot_bringup(context: LaunchContext) -> list:
             context
         )
     namespace = LaunchConfiguration("namespace").perform(context)
-    bringup = IncludeLaunchDescription(
-        PythonLaunchDescriptionSource(
-            PathJoinSubstitution([FindPackageShare("franka_bringup"), "launch", "franka.launch.py"])
-        ),
-        launch_arguments={
-            "robot_type": robot_type,  # franka_ros2 >= 2.2
-            "arm_id": robot_type,  # older franka_ros2 spelling; ignored by newer ones
-            "robot_ip": LaunchConfiguration("robot_ip").perform(context),
-            "namespace": namespace,
-            "use_fake_hardware": LaunchConfiguration("use_fake_hardware").perform(context),
-            "fake_sensor_commands": LaunchConfiguration("fake_sensor_commands").perform(context),
-            "load_gripper": LaunchConfiguration("load_gripper").perform(context),
-            "controllers_yaml": config,
-        }.items(),
+    franka = PythonLaunchDescriptionSource(
+        PathJoinSubstitution([FindPackageShare("franka_bringup"), "launch", "franka.launch.py"])
     )
+    # Only what the installed release declares, under its spelling (fast_dvla_ros/franka_args.py says why).
+    declared = [arg.name for arg in franka.get_launch_description(context).get_launch_arguments()]
+    values = {
+        "robot_ip": LaunchConfiguration("robot_ip").perform(context),
+        "namespace": namespace,
+        "use_fake_hardware": LaunchConfiguration("use_fake_hardware").perform(context),
+        "fake_sensor_commands": LaunchConfiguration("fake_sensor_commands").perform(context),
+        "load_gripper": LaunchConfiguration("load_gripper").perform(context),
+        "controllers_yaml": config,
+    }
+    try:
+        arguments = franka_launch_arguments(declared, robot_type, values)
+    except FrankaArgumentError as exc:
+        raise RuntimeError(f"franka_bringup: {exc}") from None
+    bringup = IncludeLaunchDescription(franka, launch_arguments=arguments.items())
     spawner = Node(
         package="controller_manager",
         executable="spawner",
@@ -109,6 +114,7 @@ def robot_policy_and_executor(context: LaunchContext) -> list:
         robot_policy_params={
             "joint_names": joints,
             "gripper_joint_names": [f"{prefix}_finger_joint1", f"{prefix}_finger_joint2"],
+            "joint_limits": JOINT_LIMITS[robot_type],  # joint states outside these are implausible
         },
         robot_executor_params={
             "joint_names": joints,

@@ -24,7 +24,7 @@ from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
-from fast_dvla_ros.bag.record_command import ros2_bag_record_command, timestamped_bag_dir
+from fast_dvla_ros.bag.record_command import record_command, ros2_bag_available, timestamped_bag_dir
 
 PACKAGE = "fast_dvla_ros"
 POLICY_NODE = "fast_dvla_policy"
@@ -113,7 +113,8 @@ def policy_executor_arguments(
         DeclareLaunchArgument(
             "record",
             default_value="false",
-            description="Record the run with 'ros2 bag record -s mcap' into <bag_dir>/fast_dvla_<UTC time>",
+            description="Record the run as an MCAP bag in <bag_dir>/fast_dvla_<UTC time> (ros2 bag record where "
+            "installed, else fast-dvla-record); read it with fast-dvla-eval",
         ),
         DeclareLaunchArgument(
             "bag_dir", default_value="bags", description="Folder that receives one timestamped bag per launch"
@@ -213,7 +214,8 @@ def policy_and_executor_nodes(
 
 
 def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
-    """``ros2 bag record`` of the run's topics (for an OpaqueFunction; needs resolved arguments)."""
+    """A recorder of the run's topics (for an OpaqueFunction; needs resolved arguments): ``ros2 bag record``
+    where rosbag2 is installed, else the package's own MCAP recorder (fast-dvla-record)."""
     if LaunchConfiguration("record").perform(context).lower() not in ("true", "1", "yes"):
         return []
     ns = LaunchConfiguration("namespace").perform(context)
@@ -233,8 +235,13 @@ def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
     if LaunchConfiguration("record_images").perform(context).lower() in ("true", "1", "yes"):
         topics.append(LaunchConfiguration("image_topic").perform(context))
     out = timestamped_bag_dir(LaunchConfiguration("bag_dir").perform(context))
-    cmd = ros2_bag_record_command(out, topics, ns)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ros2_bag = ros2_bag_available()  # else the package's recorder (fast_dvla_ros/bag/record_command.py says why)
+    cmd = record_command(out, topics, ns, ros2_bag=ros2_bag)
     return [
-        LogInfo(msg=f"recording to {out}; evaluate with: fast-dvla-eval {out}"),
-        ExecuteProcess(cmd=cmd, output="screen", sigterm_timeout="10"),
+        LogInfo(
+            msg=f"recording to {out} with {'ros2 bag record' if ros2_bag else 'fast-dvla-record'}; "
+            f"evaluate with: fast-dvla-eval {out}"
+        ),
+        ExecuteProcess(cmd=cmd, name="bag_recorder", output="screen", sigterm_timeout="10"),
     ]

@@ -11,8 +11,10 @@ from __future__ import annotations
 import os
 import sys
 
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, EmitEvent, LogInfo, OpaqueFunction, RegisterEventHandler
 from launch.conditions import IfCondition
+from launch.event_handlers import OnProcessExit
+from launch.events import Shutdown
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
@@ -30,21 +32,36 @@ from fast_dvla_common import (
 SIM_NODE = "conveyor_sim"
 
 
-def simulator(context: LaunchContext) -> list[Node]:
-    """The conveyor_sim node (for an OpaqueFunction: episodes/seed overrides need resolved values)."""
-    return [
-        Node(
-            package=PACKAGE,
-            executable="sim_node",
-            name=SIM_NODE,
-            namespace=LaunchConfiguration("namespace"),
-            parameters=[LaunchConfiguration("params_file"), overrides(context, {"episodes": int, "seed": int})],
-            arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
-            output="screen",
-            emulate_tty=True,
-            condition=IfCondition(LaunchConfiguration("start_sim")),
+def simulator(context: LaunchContext) -> list:
+    """The conveyor_sim node (for an OpaqueFunction: episodes/seed overrides need resolved values), and the
+    end of the launch when it exits.
+
+    With ``episodes`` > 0 the simulator exits 0 after the last one; the policy and the executor would
+    then wait forever for images and joint states that no longer come, so its exit shuts the whole
+    launch down (SIGINT to the others, a recorder included, which closes its bag). A simulator that
+    dies does the same: there is nothing left to control.
+    """
+    sim = Node(
+        package=PACKAGE,
+        executable="sim_node",
+        name=SIM_NODE,
+        namespace=LaunchConfiguration("namespace"),
+        parameters=[LaunchConfiguration("params_file"), overrides(context, {"episodes": int, "seed": int})],
+        arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
+        output="screen",
+        emulate_tty=True,
+        condition=IfCondition(LaunchConfiguration("start_sim")),
+    )
+    end = RegisterEventHandler(
+        OnProcessExit(
+            target_action=sim,
+            on_exit=lambda event, _context: [
+                LogInfo(msg=f"{SIM_NODE} exited with code {event.returncode}: shutting the launch down"),
+                EmitEvent(event=Shutdown(reason=f"{SIM_NODE} finished")),
+            ],
         )
-    ]
+    )
+    return [sim, end]
 
 
 def generate_launch_description() -> LaunchDescription:

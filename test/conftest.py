@@ -29,3 +29,25 @@ _isolate_ros_graph()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: long-running test, excluded from the default run")
     config.addinivalue_line("markers", "ros: needs rclpy and the generated messages")
+    config.addinivalue_line("markers", "launch_stack: needs the ROS 2 launch stack (../shared/ros2-cli), colcon")
+
+
+@pytest.fixture(scope="session")
+def colcon_install(tmp_path_factory: pytest.TempPathFactory):
+    """install/fast_dvla_ros of one colcon build of this checkout per session (ros_peers/launch_stack.py)."""
+    from ros_peers.launch_stack import build_install_space
+
+    return build_install_space(tmp_path_factory.mktemp("colcon_ws"))
+
+
+@pytest.fixture(scope="session")
+def launch_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment of a user who sourced the install space (for subprocesses; os.environ is left alone,
+    so later tests keep running the source tree). Skips, saying why, without the launch stack, before
+    building anything."""
+    from ros_peers.launch_stack import install_env, launch_stack_missing
+
+    reason = launch_stack_missing()
+    if reason:
+        pytest.skip(reason)
+    return install_env(request.getfixturevalue("colcon_install"))

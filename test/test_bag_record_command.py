@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from fast_dvla_ros.bag.record_command import resolve_topic, ros2_bag_record_command, timestamped_bag_dir
+from fast_dvla_ros.bag.record_command import (
+    record_command,
+    resolve_topic,
+    ros2_bag_record_command,
+    timestamped_bag_dir,
+)
 
 
 def test_topic_names_resolve_like_ros() -> None:
@@ -37,3 +43,18 @@ def test_command_is_mcap_with_resolved_unique_topics() -> None:
     ]  # fmt: skip
     with pytest.raises(ValueError, match="no topics"):
         ros2_bag_record_command("bags/x", [])
+
+
+def test_without_rosbag2_the_package_recorder_runs_under_this_interpreter() -> None:
+    topics = ["fast_dvla/action_chunk", "/diagnostics", "fast_dvla/action_chunk"]
+    cmd = record_command("bags/x", topics, "ns", ros2_bag=False)
+    assert cmd == [
+        sys.executable, "-m", "fast_dvla_ros.bag.recorder", "--out", "bags/x",
+        "--topics", "/ns/fast_dvla/action_chunk", "/diagnostics",
+    ]  # fmt: skip
+    assert record_command("bags/x", topics, "ns", ros2_bag=True) == ros2_bag_record_command("bags/x", topics, "ns")
+    # and that command line is the recorder's own CLI (an unknown option would exit 2 before recording)
+    from fast_dvla_ros.bag.recorder import _parser
+
+    args = _parser().parse_args(cmd[3:])
+    assert args.out == Path("bags/x") and args.topics == ["/ns/fast_dvla/action_chunk", "/diagnostics"]

@@ -21,16 +21,8 @@ pytestmark = pytest.mark.ros
 
 
 @pytest.fixture(scope="module")
-def install_space(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    ws = tmp_path_factory.mktemp("colcon_ws")
-    env = dict(os.environ, FAST_DVLA_VENV=str(VENV))
-    proc = subprocess.run(
-        ["bash", str(ROOT / "tools" / "colcon_build.sh"), str(ws)],
-        env=env, capture_output=True, text=True, timeout=600,
-    )
-    assert proc.returncode == 0, f"colcon build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    assert "1 package finished" in proc.stdout + proc.stderr
-    return ws / "install" / "fast_dvla_ros"
+def install_space(colcon_install: Path) -> Path:
+    return colcon_install  # one build per session, shared with the launch tests (conftest.py)
 
 
 def test_install_space_layout(install_space: Path) -> None:
@@ -43,6 +35,12 @@ def test_install_space_layout(install_space: Path) -> None:
     share = install_space / "share" / "fast_dvla_ros"
     assert (share / "package.xml").is_file()
     assert (share / "msg" / "ActionChunk.msg").is_file()
+    # what ros2 launch and the nodes find through FindPackageShare / get_package_share_directory
+    for data in (
+        "launch/sim_conveyor.launch.py", "launch/conveyor_picking.launch.py", "launch/fast_dvla_common.py",
+        "config/sim_conveyor.yaml", "config/joint_limits/panda.yaml", "models/student_distilled/model.safetensors",
+    ):  # fmt: skip
+        assert (share / data).is_file(), data
     assert (install_space / "share" / "ament_index" / "resource_index" / "packages" / "fast_dvla_ros").is_file()
 
 

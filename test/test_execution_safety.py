@@ -226,3 +226,32 @@ def test_executor_counts_sub_millimetre_clamps_without_an_empty_event() -> None:
     assert core.add_chunk(10.0, **_fields(a, gripper=np.full(8, -0.0003)))
     assert core.counters.clamped_values == 8
     assert core.counters.events == []  # nothing to report (an empty event used to log blank warnings)
+
+
+def test_a_finite_joint_state_outside_the_limits_is_ignored_and_reported_not_reanchored_to() -> None:
+    core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.3)
+    assert core.update_joint_state(NAMES, HOME, 0.0)
+    core.tick(0.0)
+    assert core.add_chunk(0.01, **_fields(np.tile(HOME, (8, 1)), stamp=0.01))
+    assert core.tick(0.04).state == ExecutorState.EXECUTING
+    wrong = HOME.copy()
+    wrong[3] = 0.1  # Panda joint 4 lives in [-3.0718, -0.0698]: finite, but no pose the arm can be in
+    assert not core.update_joint_state(NAMES, wrong, 0.05)
+    assert "implausible" in core.counters.last_event and "panda_joint4" in core.counters.last_event
+    assert np.allclose(core.q_measured, HOME)
+    cmd = core.tick(0.07)  # 2.4 rad "drift": with the reading believed, this tick would re-anchor
+    assert cmd.state == ExecutorState.EXECUTING and "re-anchored" not in core.counters.last_event
+    assert np.allclose(core.q_ref, HOME, atol=0.1)
+    # a reading a few milliradians past a limit (an arm pressing on its stop) is still believed
+    edge = HOME.copy()
+    edge[3] = PANDA.upper[3] + 0.01
+    assert core.update_joint_state(NAMES, edge, 0.08)
+
+
+def test_limit_check_names_the_joint_and_allows_the_margin() -> None:
+    from fast_dvla_ros.execution.observation_guard import JOINT_LIMIT_MARGIN_RAD, check_within_limits
+
+    check_within_limits(PANDA.upper + 0.9 * JOINT_LIMIT_MARGIN_RAD, NAMES, PANDA.lower, PANDA.upper)
+    expected = r"panda_joint6 = -0\.200 rad is outside its limits \[-0\.0175, 3\.7525\]"
+    with pytest.raises(ObservationError, match=expected):
+        check_within_limits(np.array([*HOME[:5], -0.2, HOME[6]]), NAMES, PANDA.lower, PANDA.upper)

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from ros_peers.shared import FRANKA_RELEASES, franka_release, shared_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
 LAUNCH_FILES = sorted(LAUNCH.glob("*.launch.py"))
@@ -185,20 +187,132 @@ def test_every_argument_is_declared_with_a_description(path: Path) -> None:
     assert not undeclared, f"{path.name} uses undeclared arguments {sorted(undeclared)}"
 
 
+def _franka_values_keys() -> set[str]:
+    """Keys of the ``values`` dict robot_bringup hands franka_launch_arguments()."""
+    tree = _tree(LAUNCH / "conveyor_picking.launch.py")
+    fn = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "robot_bringup")
+    values = next(
+        n.value for n in ast.walk(fn)
+        if isinstance(n, ast.Assign) and getattr(n.targets[0], "id", "") == "values" and isinstance(n.value, ast.Dict)
+    )  # fmt: skip
+    return {k.value for k in values.keys}
+
+
 def test_robot_launch_accepts_both_franka_spellings_and_passes_them_through() -> None:
+    from fast_dvla_ros.franka_args import OPTIONAL, REQUIRED
+
     path = LAUNCH / "conveyor_picking.launch.py"
     tree = _tree(path)
     declared = _declared(tree, _constants_for(path))
     for arg in ("robot_ip", "robot_type", "arm_id", "use_fake_hardware", "fake_sensor_commands", "load_gripper",
                 "namespace", "camera", "record", "start_policy", "start_executor"):  # fmt: skip
         assert arg in declared or arg in _declared(_tree(COMMON), {}), arg
+    # every argument franka_launch_arguments() may pass is given to it
+    assert _franka_values_keys() == set(REQUIRED) | set(OPTIONAL)
     include = next(c for c in _calls(tree, "IncludeLaunchDescription") if "franka" in ast.unparse(c))
-    passed = {k.value for k in _keyword(include, "launch_arguments").func.value.keys}
-    assert {"robot_type", "arm_id", "robot_ip", "namespace", "use_fake_hardware", "fake_sensor_commands",
-            "load_gripper", "controllers_yaml"} <= passed  # fmt: skip
-    assert "franka.launch.py" in ast.unparse(include)
+    assert ast.unparse(_keyword(include, "launch_arguments")) == "arguments.items()"
+    assert "franka_launch_arguments(declared, robot_type, values)" in ast.unparse(tree)
+    assert "franka.launch.py" in ast.unparse(tree)
     spawner = next(c for c in _calls(tree, "Node") if _const(_keyword(c, "executable"), {}) == "spawner")
     assert "CONTROLLER" in ast.unparse(_keyword(spawner, "arguments"))
+
+
+# --- franka contract: the real franka_bringup of each release (shared/franka_ros2) -----------------
+
+
+def _franka(release: str) -> Path:
+    path = franka_release(release)
+    if path is None:
+        pytest.skip(f"franka_ros2 {release} sources not found under {shared_dir()}/franka_ros2 (CI reference folder)")
+    return path
+
+
+def _franka_declared(release: str) -> dict[str, ast.Call]:
+    launch_file = _franka(release) / "franka_bringup" / "launch" / "franka.launch.py"
+    return _declared(_tree(launch_file), {})
+
+
+@pytest.mark.parametrize("release", FRANKA_RELEASES)
+def test_every_argument_passed_to_franka_launch_is_declared_by_the_release(release: str) -> None:
+    from fast_dvla_ros.franka_args import franka_launch_arguments
+
+    declared = _franka_declared(release)
+    assert "robot_type" in declared and "arm_id" not in declared  # both lines are >= 2.2.0
+    values = {name: "x" for name in _franka_values_keys()}
+    for robot_type, expected in (("fr3", "fr3"), ("fer", "fer"), ("panda", "fer")):
+        passed = franka_launch_arguments(declared, robot_type, values)
+        undeclared = sorted(set(passed) - set(declared))
+        assert not undeclared, f"franka_ros2 {release} does not declare {undeclared}"
+        assert passed["robot_type"] == expected and passed["controllers_yaml"] == "x"
+        assert set(passed) == set(values) | {"robot_type"}  # nothing the user asked for is dropped here
+
+
+def test_franka_arguments_for_an_arm_id_release_and_for_missing_arguments() -> None:
+    """franka_ros2 < 2.2 calls the arm type arm_id; a release lacking controllers_yaml cannot run our controller."""
+    from fast_dvla_ros.franka_args import FrankaArgumentError, franka_launch_arguments
+
+    values = {name: "" for name in _franka_values_keys()} | {"robot_ip": "1.2.3.4", "controllers_yaml": "c.yaml"}
+    old = {"arm_id", "robot_ip", "use_fake_hardware", "controllers_yaml", "load_gripper"}
+    passed = franka_launch_arguments(old, "panda", values)
+    assert passed == {"arm_id": "panda", "robot_ip": "1.2.3.4", "controllers_yaml": "c.yaml",
+                      "use_fake_hardware": "", "load_gripper": ""}  # fmt: skip
+    with pytest.raises(FrankaArgumentError, match="namespace:=robot1 is not supported"):
+        franka_launch_arguments(old, "fr3", values | {"namespace": "robot1"})
+    with pytest.raises(FrankaArgumentError, match="'controllers_yaml'"):
+        franka_launch_arguments(old - {"controllers_yaml"}, "fr3", values)
+    with pytest.raises(FrankaArgumentError, match="neither"):
+        franka_launch_arguments({"robot_ip", "controllers_yaml"}, "fr3", values)
+
+
+class _MergingLoader(yaml.SafeLoader):
+    """Repeated mapping keys merge, as rcl's parameter file parser reads them (franka's fr3_ros_controllers.yaml
+    has two top-level ``/**:`` sections; plain YAML keeps only the last)."""
+
+
+def _merge_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    out: dict = {}
+    for key_node, value_node in node.value:
+        key, value = loader.construct_object(key_node, deep=True), loader.construct_object(value_node, deep=True)
+        if isinstance(out.get(key), dict) and isinstance(value, dict):
+            out[key] = {**out[key], **value}
+        else:
+            out[key] = value
+    return out
+
+
+_MergingLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _merge_mapping)
+
+
+def _franka_controllers(release: str) -> dict:
+    path = _franka(release) / "franka_fr3_moveit_config" / "config" / "fr3_ros_controllers.yaml"
+    return yaml.load(path.read_text(), Loader=_MergingLoader)["/**"]  # a SafeLoader subclass
+
+
+@pytest.mark.parametrize("release", FRANKA_RELEASES)
+@pytest.mark.parametrize(("config", "prefix"), [("fr3_trajectory_controller.yaml", "fr3"),
+                                                ("panda_trajectory_controller.yaml", "fer")])  # fmt: skip
+def test_trajectory_controller_config_matches_franka_own(release: str, config: str, prefix: str) -> None:
+    """Our JTC config names the joints and interfaces franka's own JTC (fr3_arm_controller) uses; the command
+    interface is position on purpose (docs/LAUNCH.md), one franka_hardware exports beside effort."""
+    theirs_all = _franka_controllers(release)
+    theirs = theirs_all["fr3_arm_controller"]["ros__parameters"]
+    ours_all = yaml.safe_load((ROOT / "config" / config).read_text())["/**"]
+    controller = _module_constants(_tree(LAUNCH / "conveyor_picking.launch.py"))["CONTROLLER"]
+    ours = ours_all[controller]["ros__parameters"]
+    assert ours["joints"] == [j.replace("fr3_", f"{prefix}_") for j in theirs["joints"]]
+    assert ours["state_interfaces"] == theirs["state_interfaces"]
+    assert theirs["command_interfaces"] == ["effort"] and ours["command_interfaces"] == ["position"]
+    their_manager = theirs_all["controller_manager"]["ros__parameters"]
+    our_manager = ours_all["controller_manager"]["ros__parameters"]
+    assert our_manager["update_rate"] == their_manager["update_rate"]
+    assert our_manager[controller]["type"] == their_manager["fr3_arm_controller"]["type"]
+    # ours replaces franka_bringup's controllers.yaml: the broadcasters franka.launch.py spawns keep their types
+    bringup_file = _franka(release) / "franka_bringup" / "config" / "controllers.yaml"
+    bringup = yaml.load(bringup_file.read_text(), _MergingLoader)
+    bringup_manager = bringup["/**"]["controller_manager"]["ros__parameters"]
+    for name in ("joint_state_broadcaster", "franka_robot_state_broadcaster"):
+        assert our_manager[name]["type"] == bringup_manager[name]["type"], name
+        assert f"'{name}'" in (_franka(release) / "franka_bringup" / "launch" / "franka.launch.py").read_text()
 
 
 def test_every_parameter_file_named_exists() -> None:

@@ -202,3 +202,26 @@ def test_a_stop_signal_ends_the_node_in_order_with_exit_code_0(sig: signal.Signa
         if node.alive():
             node.stop()
     assert code == 0 and "Traceback" not in node.output, (code, node.output)
+
+
+def test_every_parameter_is_read_only_and_set_is_refused_with_the_reason() -> None:
+    """Parameters are read once at start-up; `ros2 param set` must not report success for a value never used."""
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from fast_dvla_ros.nodes.executor_node import ExecutorNode
+
+    rclpy.init()  # ExecutorNode() uses the default context
+    try:
+        node = ExecutorNode()
+        try:
+            ours = [n for n in node._parameters if n != "use_sim_time"]
+            assert ours and all(node.describe_parameter(n).read_only for n in ours)
+            result = node.set_parameters([Parameter("blend_mode", value="bogus")])[0]
+            assert not result.successful and result.reason == "Trying to set a read-only parameter: blend_mode."
+            assert node.get_parameter("blend_mode").value == "temporal_ensemble"
+            assert "read-only while the node runs" in node.describe_parameter("velocity_scale").description
+        finally:
+            node.destroy_node()
+    finally:
+        rclpy.try_shutdown()

@@ -83,6 +83,8 @@ class Feeder:
                 js.position[3] = float("nan")
             elif mode == "missing_joints":
                 js.name, js.position = js.name[:-3], js.position[:-3]
+            elif mode == "out_of_limits":  # finite, but panda_joint4 lives in [-3.0718, -0.0698]
+                js.position[js.name.index("panda_joint4")] = 0.1
             self.js_pub.publish(js)
             time.sleep(0.05)
 
@@ -179,9 +181,11 @@ def test_bad_images_give_no_chunk(rig, mode: str) -> None:
     _assert_no_chunks_then_recovers(rig, mode)
 
 
-@pytest.mark.parametrize("mode", ["nan_joints", "missing_joints"])
+@pytest.mark.parametrize("mode", ["nan_joints", "missing_joints", "out_of_limits"])
 def test_bad_joint_states_give_no_chunk(rig, mode: str) -> None:
     _assert_no_chunks_then_recovers(rig, mode)
+    if mode == "out_of_limits":  # ignored and reported, by name
+        assert "implausible joint state: panda_joint4 = 0.100 rad" in rig[0].output
 
 
 def test_camera_stops_stale_observation_gives_no_chunk(rig) -> None:

@@ -147,3 +147,28 @@ def test_decoder_spec_carries_settings_for_one_row() -> None:
         parse_decoder_spec("pipelined:n")
     with pytest.raises(ValueError):
         parse_decoder_spec("pipelined:n=one")
+
+
+@pytest.mark.parametrize("damage", ["truncated_weights", "corrupt_config"])
+def test_sim_eval_reports_a_bad_checkpoint_in_one_line(tmp_path, damage: str) -> None:
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "models" / "student_distilled"
+    ck = tmp_path / "ck"
+    shutil.copytree(src, ck)
+    if damage == "truncated_weights":  # an interrupted copy or download
+        data = (ck / "model.safetensors").read_bytes()
+        (ck / "model.safetensors").write_bytes(data[: len(data) // 2])
+    elif damage == "corrupt_config":
+        (ck / "config.json").write_text('{"name": "sim", ')
+    proc = subprocess.run(
+        [sys.executable, "-m", "fast_dvla_ros.train.closed_loop", "--checkpoint", str(ck), "--episodes", "1"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"fast-dvla-sim-eval: cannot load checkpoint {ck}"), lines

@@ -34,7 +34,7 @@ import numpy as np
 
 from fast_dvla_ros.execution.blender import ChunkBlender, finite_difference_velocities
 from fast_dvla_ros.execution.limits import JointLimits
-from fast_dvla_ros.execution.observation_guard import ObservationError, pick_joints
+from fast_dvla_ros.execution.observation_guard import ObservationError, check_within_limits, pick_joints
 from fast_dvla_ros.execution.safety import ChunkRejected, SafetyFilter, validate_chunk
 from fast_dvla_ros.execution.watchdog import Watchdog
 
@@ -118,7 +118,8 @@ class ExecutorCore:
     def update_joint_state(
         self, names: Sequence[str], positions: Sequence[float], now: float, stamp: float | None = None
     ) -> bool:
-        """Take a joint state (joints picked by name); NaN/missing joints are ignored and reported.
+        """Take a joint state (joints picked by name); NaN/missing joints, or positions outside the joint
+        limits (beyond a small margin), are ignored and reported.
 
         ``stamp`` = the measurement time (header stamp; None or 0: unknown, taken as ``now``). A state
         measured before the current epoch (an episode start) describes the previous episode: ignored.
@@ -127,6 +128,8 @@ class ExecutorCore:
             return False
         try:
             q = pick_joints(names, positions, self.limits.joint_names)
+            # Outside the arm's limits: not where the arm is; re-anchoring to it would command a jump (issue 19)
+            check_within_limits(q, self.limits.joint_names, self.limits.lower, self.limits.upper)
         except ObservationError as exc:
             self.counters.event(f"joint state ignored: {exc}")
             return False

@@ -64,6 +64,31 @@ def pick_joints(names: Sequence[str], positions: Sequence[float], wanted: Sequen
     return q
 
 
+# How far outside the joint position limits a measurement may lie and still be believed (rad). A real arm
+# stops at its limits (franka_description's numbers are the hardware's), and the simulated Panda presses
+# a few milliradians past them under load; a reading further out is a wrong joint order, a unit or
+# calibration error, or another robot's message, and must not become the pose the arm is anchored to.
+JOINT_LIMIT_MARGIN_RAD = 0.05
+
+
+def check_within_limits(
+    q: np.ndarray,
+    names: Sequence[str],
+    lower: np.ndarray,
+    upper: np.ndarray,
+    margin: float = JOINT_LIMIT_MARGIN_RAD,
+) -> None:
+    """ObservationError naming the first joint whose (finite) position lies outside [lower, upper] +- margin."""
+    q = np.asarray(q, dtype=np.float64)
+    bad = np.flatnonzero((q < np.asarray(lower) - margin) | (q > np.asarray(upper) + margin))
+    if bad.size:
+        i = int(bad[0])
+        raise ObservationError(
+            f"implausible joint state: {names[i]} = {q[i]:.3f} rad is outside its limits "
+            f"[{float(lower[i]):.4f}, {float(upper[i]):.4f}] (wrong robot type, joint order or units?)"
+        )
+
+
 def is_fresh(stamp: float, now: float, max_age_s: float) -> bool:
     """True when ``stamp`` is at most ``max_age_s`` old (and not more than that in the future)."""
     if not (math.isfinite(stamp) and math.isfinite(now)):

@@ -1,13 +1,32 @@
-"""Parameter descriptors with ranges, shared by the nodes (so `ros2 param describe` explains every one)."""
+"""Parameter descriptors with ranges, shared by the nodes (so `ros2 param describe` explains every one).
+
+Every parameter the nodes read only in their constructor is declared ``read_only``: rclpy then refuses
+``ros2 param set`` with "Trying to set a read-only parameter: <name>" instead of answering "Set parameter
+successful" and reporting a value the running node never uses (issue 19: ``decoder bogus`` was accepted
+while the node went on with the pipelined decoder). Changing one means restarting the node (or the launch).
+"""
 
 from __future__ import annotations
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
+STARTUP_ONLY = " (read at start-up: read-only while the node runs)"
 
-def describe(text: str, lo: float | None = None, hi: float | None = None, integer: bool = False) -> ParameterDescriptor:
-    """A descriptor with ``text`` and, when both bounds are given, a range that rclpy enforces on set."""
-    d = ParameterDescriptor(description=text)
+
+def describe(
+    text: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    integer: bool = False,
+    *,
+    read_only: bool = True,
+) -> ParameterDescriptor:
+    """A descriptor with ``text`` and, when both bounds are given, a range that rclpy enforces on set.
+
+    ``read_only`` (the default: every parameter of these nodes is read once, at start-up) makes rclpy
+    refuse changes after declaration; a parameter the node applies at run time passes False.
+    """
+    d = ParameterDescriptor(description=text + (STARTUP_ONLY if read_only else ""), read_only=read_only)
     if lo is not None and hi is not None:
         if integer:
             d.integer_range = [IntegerRange(from_value=int(lo), to_value=int(hi), step=1)]

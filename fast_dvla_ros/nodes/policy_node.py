@@ -28,7 +28,8 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from fast_dvla_ros.execution.observation_guard import ObservationError, pick_joints
+from fast_dvla_ros.execution.limits import JointLimits, load_joint_limits
+from fast_dvla_ros.execution.observation_guard import ObservationError, check_within_limits, pick_joints
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart
 from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
 from fast_dvla_ros.nodes.parameters import describe as _desc
@@ -63,6 +64,10 @@ def default_checkpoint() -> Path:
         return src
 
 
+class DecodeCancelled(Exception):
+    """Raised inside a forward pass once the node is shutting down: ends a running decode early."""
+
+
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
@@ -87,6 +92,8 @@ class PolicyNode(Node):
         )
         p("joint_names", [f"panda_joint{i}" for i in range(1, 8)], _desc("Arm joints, in the action order"))
         p("gripper_joint_names", ["panda_finger_joint1", "panda_finger_joint2"], _desc("Finger joints; width = sum"))
+        p("joint_limits", "panda", _desc("Limits table of the arm ('panda', 'fr3' or a YAML path; '' = no check): "
+                                         "joint states outside it are ignored as implausible"))
         p("instruction", DEFAULT_INSTRUCTION, _desc("Task instruction until one arrives on ~/instruction"))
         p("max_observation_age_s", 0.5, _desc("Older image or joint state -> no chunk (s)", 0.01, 60.0))
         p("warmup", True, _desc("Run warm-up decodes before control starts (not counted)"))
@@ -95,6 +102,7 @@ class PolicyNode(Node):
         g = self.get_parameter
         self.joint_names = list(g("joint_names").value)
         self.gripper_joints = list(g("gripper_joint_names").value)
+        self.limits = self._load_limits(str(g("joint_limits").value).strip())
         self.max_age = float(g("max_observation_age_s").value)
         self.period = 1.0 / float(g("control_rate_hz").value)
         # Not the chunk rate: the time between the steps of a chunk is a property of the training data.
@@ -127,6 +135,12 @@ class PolicyNode(Node):
         )
         self._stop = threading.Event()
         self._seq = 0
+        # Shutdown mid-decode: a decode is tens of forward passes and can take seconds with a slow decoder or a
+        # big model on a busy CPU; launch escalates to SIGTERM 5 s after SIGINT. Every decoder runs the action
+        # head once per forward pass (the backbone may run on core/fast_backbone.py, which is no nn.Module), so
+        # a check there ends a running decode within one forward pass of close() (issue 19). Cost: one Python
+        # call per forward, microseconds beside a forward's milliseconds.
+        self._cancel_hook = self.policy.model.head.register_forward_pre_hook(self._cancel_if_stopping)
 
         # the callbacks only validate and store the newest message; decoding runs in its own thread
         self.create_subscription(Image, "~/image", self._on_image, SENSOR_QOS)
@@ -144,6 +158,15 @@ class PolicyNode(Node):
         )
 
     # ------------------------------------------------------------------ setup
+    def _load_limits(self, table: str) -> JointLimits | None:
+        if not table:
+            return None
+        try:
+            limits = load_joint_limits(table)
+            return limits if list(limits.joint_names) == self.joint_names else limits.renamed(self.joint_names)
+        except ValueError as exc:
+            raise StartupError(f"{NODE_NAME}: invalid joint_limits {table!r}: {exc}") from exc
+
     def _load_policy(self) -> Policy:
         g = self.get_parameter
         path = str(g("checkpoint").value).strip()
@@ -203,6 +226,8 @@ class PolicyNode(Node):
     def _on_joint_state(self, msg: JointState) -> None:
         try:
             q = pick_joints(msg.name, msg.position, self.joint_names)
+            if self.limits is not None:  # a pose the arm cannot be in must not condition a chunk
+                check_within_limits(q, self.joint_names, self.limits.lower, self.limits.upper)
             width = (
                 float(pick_joints(msg.name, msg.position, self.gripper_joints).sum()) if self.gripper_joints else 0.08
             )
@@ -236,6 +261,8 @@ class PolicyNode(Node):
                 continue
             try:
                 result = self.runner.decode(pending)
+            except DecodeCancelled:
+                return
             except Exception as exc:  # a bad observation or a decoder bug must not kill the node
                 self.get_logger().error(f"decode failed: {type(exc).__name__}: {exc}", throttle_duration_sec=2.0)
                 continue
@@ -304,14 +331,22 @@ class PolicyNode(Node):
         arr.status = [st]
         self.diag_pub.publish(arr)
 
+    def _cancel_if_stopping(self, _module: object, _args: object) -> None:
+        if self._stop.is_set():
+            raise DecodeCancelled
+
     def close(self) -> None:
         self._stop.set()
         self.runner.wake()
-        self._worker.join(timeout=5.0)
+        self._worker.join(timeout=1.5)  # a decode stops at its next forward pass (_cancel_if_stopping)
+        if self._worker.is_alive():
+            self.get_logger().warning("decode thread still running at shutdown")
+        self._cancel_hook.remove()
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_node(PolicyNode, argv, threads=1)  # short callbacks; the decode worker is its own thread
+    # short callbacks, the decode worker is its own thread; torch's teardown would delay the exit (run_node)
+    return run_node(PolicyNode, argv, threads=1, skip_finalization=True)
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import Callable
@@ -40,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from fast_dvla_ros.core.actuation import hold_sample_time
+from fast_dvla_ros.core.checkpoint import CheckpointError
 from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 from fast_dvla_ros.evaluation.intervals import wilson_interval
@@ -429,7 +431,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
         name, options = parse_decoder_spec(dec)[0], decoder_options(a, dec)
-        policy = Policy.load(ckpt, decoder=name, readout=a.readout, **options)
+        try:
+            policy = Policy.load(ckpt, decoder=name, readout=a.readout, **options)
+        except (CheckpointError, ValueError) as exc:  # corrupt/truncated/missing: one line, no traceback
+            print(f"fast-dvla-sim-eval: cannot load checkpoint {ckpt}: {exc}", file=sys.stderr)
+            return 2
         settings = None
         if a.realtime:
             from fast_dvla_ros.train.realtime_eval import DEFAULT_PARAMS, RealtimeSettings

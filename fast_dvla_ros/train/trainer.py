@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import math
+import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -36,6 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from fast_dvla_ros.core.action_space import ActionSpace, ActionTokenizer
+from fast_dvla_ros.core.checkpoint import CheckpointError
 from fast_dvla_ros.core.config import DVLAConfig
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
 from fast_dvla_ros.train.chunks import ChunkBatch, ChunkSampler, load_samplers
@@ -472,7 +474,11 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    summary = StageTrainer(parse_args(argv)).run()
+    try:
+        summary = StageTrainer(parse_args(argv)).run()
+    except CheckpointError as exc:  # --teacher-dir / --init-from corrupt or truncated: one line, no traceback
+        print(f"fast_dvla_ros.train.trainer: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps({k: summary[k] for k in ("stage", "steps", "wall_time_s", "final_val")}, indent=2))
     return 0
 
