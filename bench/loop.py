@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from fast_dvla_ros.demo import RECORDED, TOPICS, _stop, node_commands, start_nodes  # noqa: E402
+from fast_dvla_ros.params_file import node_parameters  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 10.0  # start-up and warm-up decode are not part of the CPU measurement
@@ -242,20 +243,9 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- the evaluator
-def _node_params(params_file: Path, node: str) -> dict[str, Any]:
-    """ros__parameters of ``node`` in a ROS params file (keys like /**/node or /node); {} if absent."""
-    import yaml
-
-    data = yaml.safe_load(params_file.read_text()) or {}
-    for key, value in data.items():
-        if str(key).rstrip("/").split("/")[-1] == node and isinstance(value, dict):
-            return dict(value.get("ros__parameters") or {})
-    return {}
-
-
 def decoder_options(decoder: str, params_file: Path) -> dict[str, Any]:
     """Policy.load keyword arguments exactly as the policy node derives them from its parameters."""
-    p = {**POLICY_DEFAULTS, **_node_params(params_file, "fast_dvla_policy")}
+    p = {**POLICY_DEFAULTS, **node_parameters(params_file, "fast_dvla_policy")}
     kwargs: dict[str, Any] = {"readout": str(p["readout"]) or None}
     if decoder == "bidirectional":
         kwargs["steps"] = int(p["steps"])
@@ -270,7 +260,7 @@ def checkpoint_dir(a: argparse.Namespace) -> Path:
     """--checkpoint, else the params file's, else the policy node's default (what the loop's node loaded)."""
     if a.checkpoint:
         return Path(a.checkpoint).resolve()
-    configured = str(_node_params(a.params_file, "fast_dvla_policy").get("checkpoint") or "").strip()
+    configured = str(node_parameters(a.params_file, "fast_dvla_policy").get("checkpoint") or "").strip()
     if configured:
         return Path(configured).expanduser()
     from fast_dvla_ros.nodes.policy_node import default_checkpoint
@@ -280,17 +270,11 @@ def checkpoint_dir(a: argparse.Namespace) -> Path:
 
 def evaluator_setup(params_file: Path) -> tuple[dict[str, Any], float]:
     """The simulator's SimConfig overrides and the executor's ensemble weight, as the loop's nodes use them,
-    so the evaluator plays the same scenes with the same blending."""
-    sim = _node_params(params_file, "conveyor_sim")
-    overrides: dict[str, Any] = {}
-    if "belt_speed_min" in sim or "belt_speed_max" in sim:
-        overrides["belt_speed_range"] = (float(sim.get("belt_speed_min", 0.03)), float(sim.get("belt_speed_max", 0.08)))
-    if "image_size" in sim:
-        overrides["image_size"] = int(sim["image_size"])
-    if "episode_time_limit_s" in sim:
-        overrides["episode_time_limit"] = float(sim["episode_time_limit_s"])
-    ensemble_m = float(_node_params(params_file, "chunk_executor").get("ensemble_decay", 0.1))
-    return overrides, ensemble_m
+    so the evaluator plays the same scenes with the same blending (read as the real-time replay reads them)."""
+    from fast_dvla_ros.train.realtime_eval import RealtimeSettings
+
+    settings = RealtimeSettings.from_params_file(params_file)
+    return dict(settings.sim), settings.ensemble_m
 
 
 def accepts_keyword(fn: Any, name: str) -> bool:

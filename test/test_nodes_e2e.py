@@ -10,11 +10,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 pytest.importorskip("rclpy")
 pytest.importorskip("pybullet")
@@ -26,6 +24,7 @@ from fast_dvla_ros.execution import load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, EpisodeOutcome, ExecutorStatus
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.testing import ROOT, NodeProcess, Probe, check_commands_safe, count_reanchors
+from fast_dvla_ros.params_file import node_parameters
 
 PARAMS = str(ROOT / "config" / "sim_conveyor.yaml")
 # The demo's wiring under a per-run prefix, so no other graph on the machine can cross-talk.
@@ -42,7 +41,7 @@ T = {
     "episode_start": f"{_NS}/fast_dvla/episode_start",
 }
 LIMITS = load_joint_limits("panda")
-VSCALE = float(yaml.safe_load(Path(PARAMS).read_text())["/**/chunk_executor"]["ros__parameters"]["velocity_scale"])
+VSCALE = float(node_parameters(PARAMS, "chunk_executor")["velocity_scale"])
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -261,13 +261,21 @@ def evaluate(
             bar.set_postfix(success=f"{sum(e['success'] for e in per_episode)}/{len(per_episode)}")
     finally:
         env.close()
+    return _result(policy, per_episode, latencies, forwards, tokens, execute_steps=execute_steps, blend=blend,
+                   latency_steps=latency_steps)
+
+
+def _result(policy: Policy, per_episode: list[dict], latencies_s: list[float], forwards: list[int],
+            tokens: list[int], **mode: Any) -> EvalResult:
+    """Aggregate per-episode outcomes and per-chunk decode figures (``mode``: the EvalResult fields of the mode)."""
     successes = sum(e["success"] for e in per_episode)
     causes: dict[str, int] = {}
     for e in per_episode:
         if not e["success"]:
             causes[e["failure_cause"] or "unknown"] = causes.get(e["failure_cause"] or "unknown", 0) + 1
-    lat = np.asarray(latencies) * 1000.0
+    lat = np.asarray(latencies_s) * 1000.0
     speeds = [e["belt_speed"] for e in per_episode if e["belt_speed"] is not None]
+    episodes = len(per_episode)
     return EvalResult(
         checkpoint=policy.checkpoint_name,
         decoder=policy.decoder_name,
@@ -282,12 +290,10 @@ def evaluate(
         forwards_per_chunk=float(np.mean(forwards)),
         tokens_per_forward=float(np.sum(tokens) / max(1, np.sum(forwards))),
         tokens_per_second=float(np.sum(tokens) / max(1e-9, lat.sum() / 1000.0)),
-        chunks=len(latencies),
+        chunks=len(latencies_s),
         belt_speed=(min(speeds), max(speeds)) if speeds else None,
-        execute_steps=execute_steps,
-        blend=blend,
-        latency_steps=latency_steps,
         per_episode=per_episode,
+        **mode,
     )
 
 
@@ -313,23 +319,11 @@ def _evaluate_realtime(
         per_episode, stats = run_realtime(policy, list(range(seed0, seed0 + episodes)), settings, tick)
     finally:
         bar.close()
-    successes = sum(e["success"] for e in per_episode)
-    causes: dict[str, int] = {}
-    for e in per_episode:
-        if not e["success"]:
-            causes[e["failure_cause"] or "unknown"] = causes.get(e["failure_cause"] or "unknown", 0) + 1
-    lat = np.asarray(stats.decode) * 1000.0
-    speeds = [e["belt_speed"] for e in per_episode]
-    return EvalResult(
-        checkpoint=policy.checkpoint_name, decoder=policy.decoder_name, episodes=episodes, successes=successes,
-        success_rate=successes / max(1, episodes), ci95=wilson_interval(successes, episodes), failure_causes=causes,
-        latency_mean_ms=float(lat.mean()), latency_p50_ms=float(np.percentile(lat, 50)),
-        latency_p99_ms=float(np.percentile(lat, 99)), forwards_per_chunk=float(np.mean(stats.forwards)),
-        tokens_per_forward=float(np.sum(stats.tokens) / max(1, np.sum(stats.forwards))),
-        tokens_per_second=float(np.sum(stats.tokens) / max(1e-9, lat.sum() / 1000.0)), chunks=len(stats.decode),
-        belt_speed=(min(speeds), max(speeds)) if speeds else None, execute_steps=1, blend=settings.blend_mode,
-        realtime=True, obs_to_command_p50_ms=float(np.percentile(stats.obs_to_command, 50) * 1000.0),
-        camera_age_p50_ms=float(np.percentile(stats.camera_age, 50) * 1000.0), per_episode=per_episode,
+    return _result(
+        policy, per_episode, stats.decode, stats.forwards, stats.tokens, execute_steps=1,
+        blend=settings.blend_mode, realtime=True,
+        obs_to_command_p50_ms=float(np.percentile(stats.obs_to_command, 50) * 1000.0),
+        camera_age_p50_ms=float(np.percentile(stats.camera_age, 50) * 1000.0),
     )
 
 

@@ -72,14 +72,9 @@ class RealtimeSettings:
 
     @classmethod
     def from_params_file(cls, path: str | Path = DEFAULT_PARAMS, **overrides: Any) -> RealtimeSettings:
-        import yaml
+        from fast_dvla_ros.params_file import node_parameters
 
-        doc = yaml.safe_load(Path(path).read_text())
-
-        def section(node: str) -> dict:
-            return (doc.get(f"/**/{node}") or {}).get("ros__parameters", {})
-
-        sim, pol, ex = section("conveyor_sim"), section("fast_dvla_policy"), section("chunk_executor")
+        sim, pol, ex = (node_parameters(path, n) for n in ("conveyor_sim", "fast_dvla_policy", "chunk_executor"))
         kw: dict[str, Any] = {
             "physics_hz": float(sim.get("physics_rate_hz", cls.physics_hz)),
             "camera_hz": float(sim.get("image_rate_hz", cls.camera_hz)),
