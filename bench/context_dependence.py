@@ -1,7 +1,7 @@
 """How much does a model's prediction of the *executed* step lean on later steps of the chunk?
 
 Why this exists: the block-causal student picks 68% and bidirectional teachers trained on the same data
-4-26% (bench/RESULTS.md section 1). The executed actions are the chunk's first step (block 0). When
+4-26% (bench/history/). The executed actions are the chunk's first step (block 0). When
 decoding starts, every action token is masked, so block 0 must come from the observation alone; in
 bidirectional training, block 0's masked tokens are mostly predicted with some of the later steps
 visible, from which a smooth trajectory can be interpolated. This script measures, on held-out

@@ -6,8 +6,8 @@ confidence luck. A 12-step cosine MaskGIT bidirectional row is printed as well (
 ``--checkpoint DIR``: a trained model with the confidence-driven default schedules instead.
 
 Also measured: the lower bound "one forward per block" (block decoder committing a whole block per
-forward, the prefix riding in the first; before 2026-11-30 the prefix had a forward of its own, the
-tables in bench/RESULTS.md say "prefix + 1 fwd/block" then) and how close each decoder gets to it.
+forward, the prefix riding in the first; tables of bench/history/ that say "prefix + 1 fwd/block" are from
+a version that gave the prefix a forward of its own) and how close each decoder gets to it.
 
 Examples::
 

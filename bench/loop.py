@@ -18,7 +18,7 @@ evaluator (fast_dvla_ros/train/closed_loop.py) runs in this process on the same 
 decoder options and blend mode (a chunk every control step, execute_steps=1), and the two success rates
 are printed side by side. The gap between them is what real time costs the policy (late chunks, camera
 age, executor blending on a live arm); `realtime` asks the evaluator for its real-time mode instead.
-Target (issue 5): 30.0 Hz, p99 period error < 3 ms, zero underruns.
+Loop targets: 30.0 Hz, p99 period error < 3 ms, zero underruns.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ executor's trajectory points and the simulator's follower.
 
 The demonstrations hold a_k as the motor target over [t0 + k dt, t0 + (k + 1) dt) (a zero-order hold);
 everything that executes a chunk must command the same thing at the same time, or the policy acts on an
-arm that lags what it was trained on (issue 18: ~10 steps longer episodes in emulation).
+arm that lags what it was trained on (~10 steps longer episodes, measured in emulation).
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ commands what the demonstrations commanded passes through ``a_k`` at the middle 
 
     step k of a chunk whose observation is stamped t0  ->  time  t0 + (k + STEP_PHASE) * dt,  STEP_PHASE = 1/2
 
-Sending ``a_k`` for ``t0 + (k + 1) * dt`` instead (the convention until 2026-12-01) lags the trained
-behaviour by half a step, and the simulator's follower, sampled once per 60 Hz tick, added another
-quarter: the arm ran 0.5-1 control step behind the policy's plan (issue 18).
+Sending ``a_k`` for ``t0 + (k + 1) * dt`` instead lags the trained behaviour by half a step, and a
+follower sampled once per 60 Hz tick adds another quarter: the arm runs 0.5-1 control step behind the
+policy's plan.
 
 Who uses it: ``Chunk.step_times`` (executor blender), ``ChunkStepper`` (evaluator: the action held
 over ``[t, t + dt)`` is the plan at ``hold_sample_time(t, dt)``), and msg/ActionChunk.msg documents it.

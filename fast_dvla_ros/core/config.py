@@ -59,12 +59,12 @@ class DVLAConfig:
     # which mask the model is trained with (decoders check it)
     attention: Attention = "block_causal"
     # Bidirectional mask only: may the prefix (image, instruction, proprio) attend to the action
-    # tokens? True is plain full attention (the checkpoints trained before 2026-11-30 evening). False
+    # tokens? True is plain full attention (the dataclass default). False
     # keeps the actions bidirectional among themselves and towards the prefix but encodes the
     # observation on its own, as the block-causal mask does (in training the prefix otherwise reads
     # the partly visible ground-truth actions, all masked when decoding starts). With it off the
-    # prefix KV is exact for ``prefix_cache``. Measured 2026-11-30: lower validation CE, no better
-    # picking (bench/RESULTS.md section 1).
+    # prefix KV is exact for ``prefix_cache``. Measured on its own it gives a lower validation CE but no
+    # better picking (bench/history/); the shipped teacher is converted from a block-causal model with it off.
     prefix_sees_actions: bool = True
     name: str = "custom"
 

@@ -12,8 +12,8 @@ Why these rules:
   moment the decode starts.
 * **Episodes (``start_episode``).** A reset opens a new epoch at its stamp: frames and joint states
   stamped before it are dropped (in flight or stored), the frame history of two-frame checkpoints
-  starts over, and a decode that was running on a pre-reset observation is not published (issue 18:
-  such chunks steered the first steps of the next episode).
+  starts over, and a decode that was running on a pre-reset observation is not published (such chunks
+  would steer the first steps of the next episode from where the last one left the arm).
 * **Freshness.** A frame or joint state older than ``max_age_s`` when the decode would start produces
   no chunk: the executor's watchdog then holds the arm (the safe reaction to a frozen camera).
 """

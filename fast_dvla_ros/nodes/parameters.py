@@ -2,8 +2,8 @@
 
 Every parameter the nodes read only in their constructor is declared ``read_only``: rclpy then refuses
 ``ros2 param set`` with "Trying to set a read-only parameter: <name>" instead of answering "Set parameter
-successful" and reporting a value the running node never uses (issue 19: ``decoder bogus`` was accepted
-while the node went on with the pipelined decoder). Changing one means restarting the node (or the launch).
+successful" and reporting a value the running node never uses (``decoder bogus`` would be accepted while
+the node went on with the pipelined decoder). Changing one means restarting the node (or the launch).
 """
 
 from __future__ import annotations

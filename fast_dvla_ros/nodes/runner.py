@@ -36,14 +36,14 @@ def run_node(
 
     SIGINT and SIGTERM only set a flag that the loop checks between spins (at most 0.1 s later), instead of
     rclpy's handler, which raises KeyboardInterrupt wherever the main thread is, callbacks and node
-    teardown included. An executor process once exited with SIGSEGV after one SIGINT under load (CI,
-    2026-11-30), and a KeyboardInterrupt inside ``destroy_node`` is a known rclpy segfault (ros2/rclpy#178);
+    teardown included. An executor process has exited with SIGSEGV after one SIGINT under load (in CI),
+    and a KeyboardInterrupt inside ``destroy_node`` is a known rclpy segfault (ros2/rclpy#178);
     with the flag, teardown always runs whole, in order.
 
     ``skip_finalization``: once the node, its threads and rclpy are shut down and the output is flushed,
     end the process with ``os._exit`` instead of returning, skipping the interpreter's own finalization:
-    with torch and a model loaded that alone took 0.7-1.4 s on a loaded 2-core machine (measured,
-    issue 19), while launch gives a process 5 s from SIGINT to SIGTERM and a user at Ctrl-C expects the
+    with torch and a model loaded that alone took 0.7-1.4 s on a loaded 2-core machine (measured),
+    while launch gives a process 5 s from SIGINT to SIGTERM and a user at Ctrl-C expects the
     node gone at once. Nothing is lost: rclpy's logging is closed by its shutdown, and no exit handler
     of ours is pending. For a process entry point only (never call it so from a test process).
     """

@@ -3,20 +3,20 @@
 1. demonstrations from the scripted expert in the conveyor simulator (clean), and a second set with
    DART noise on the executed joint targets (labels stay clean);
 2. a data-collection policy: a bidirectional masked-diffusion model trained from random weights on the
-   DART set (the base of the teacher shipped until 2026-11-30 late);
+   DART set (a data collector only: such teachers pick too rarely, see stage 5);
 3. recovery demonstrations: its 1000-step checkpoint drives for 10-70 steps, then the expert takes over
    from where it left the arm (only the expert's part is recorded);
 4. the block-causal student from scratch (600 steps, the convergence baseline), and the same trained
    5x longer (3000 steps; bench/RESULTS.md section 1);
 5. the teacher: the long block-causal model converted to bidirectional attention (its prefix isolated)
    and fine-tuned with masked-diffusion SFT on all three sets, as DD-VLA fine-tunes an autoregressive
-   VLA; trained from random weights, bidirectional teachers picked at most 22% (section 1);
+   VLA; trained from random weights, bidirectional teachers picked at most 22% (bench/history/);
 6. the block-causal student by asymmetric distillation from the frozen teacher (all three sets);
 7. two more rounds (``--rounds``, default 3): the last round's distilled student converted to
    bidirectional attention and fine-tuned into the next teacher (3000 steps), and a new student distilled
    from it; with the evaluation's receding horizon the teacher went from 38% (round 1) to 56% (round 2)
    and 66% (round 3), in the ROS loop's mode from 74% (round 2) to 80-84% (round 3, the shipped pair;
-   bench/RESULTS.md section 1);
+   bench/RESULTS.md sections 1 and 2);
 8. a side-by-side convergence plot/CSV of the last distillation vs the 600-step student, and the last
    round's checkpoints copied into ``models/``.
 
