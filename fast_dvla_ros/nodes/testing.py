@@ -84,8 +84,10 @@ class Probe:
         while self.context.ok():
             try:
                 self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # shutting down
-                return
+            except Exception as exc:  # shutting down; otherwise say so and go on (a silent stop hangs tests)
+                if not self.context.ok():
+                    return
+                print(f"probe: spin_once raised {exc!r}", flush=True)
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9

@@ -36,6 +36,7 @@ import numpy as np
 from fast_dvla_ros.core.policy import Policy, PolicyResult
 from fast_dvla_ros.core.policy_runner import PendingObservation, PolicyRunner
 from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, TickCommand, load_joint_limits
+from fast_dvla_ros.execution.gripper import GripperSettings
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator, TrajectoryRejected
 
 DEFAULT_PARAMS = Path(__file__).resolve().parents[2] / "config" / "sim_conveyor.yaml"
@@ -66,6 +67,7 @@ class RealtimeSettings:
     joint_state_timeout_s: float = 0.5
     reanchor_tolerance: float = 0.5
     command_on_chunk: bool = True
+    gripper: GripperSettings = field(default_factory=GripperSettings)  # the executor's open/closed decisions
     wait_for_first_command: bool = True
     seed: int = 0  # for latency draws
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (belt speeds, time limit, ...)
@@ -90,6 +92,7 @@ class RealtimeSettings:
             "joint_state_timeout_s": float(ex.get("max_joint_state_age_s", cls.joint_state_timeout_s)),
             "reanchor_tolerance": float(ex.get("reanchor_tolerance_rad", cls.reanchor_tolerance)),
             "command_on_chunk": bool(ex.get("command_on_chunk", True)),
+            "gripper": GripperSettings.from_params(ex),
             "sim": {
                 "belt_speed_range": (float(sim.get("belt_speed_min", 0.03)), float(sim.get("belt_speed_max", 0.08))),
                 "image_size": int(sim.get("image_size", 96)),
@@ -140,6 +143,7 @@ class RealtimeLoop:
             watchdog_timeout_s=settings.watchdog_timeout_s,
             joint_state_timeout_s=settings.joint_state_timeout_s,
             reanchor_tolerance=settings.reanchor_tolerance,
+            gripper=settings.gripper,
         )
         self.stats = RealtimeStats()
         self._rng = np.random.default_rng(settings.seed)
@@ -173,6 +177,7 @@ class RealtimeLoop:
         self.interp.reset(q, self.t)
         self._traj, self._gripper_cmd = None, float(self.env.command[1])
         self._commands = 0
+        changes_before = self.core.gripper.changes
         # the reset follows the last tick's sensor messages (stamped self.t): its stamp is just after them
         stamp, instruction = self.t + 1e-6, self.env.instruction
         self._at(self.t + self.s.sensor_delivery_s, lambda: self.runner.start_episode(stamp, instruction))
@@ -183,6 +188,7 @@ class RealtimeLoop:
             t, _, fn = heapq.heappop(self._events)
             self.t = t
             fn()
+        self._outcome["gripper_changes"] = self.core.gripper.changes - changes_before
         return self._outcome
 
     def _schedule_periodic(self) -> None:
