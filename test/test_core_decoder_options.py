@@ -23,6 +23,7 @@ def test_registry_imports_without_torch() -> None:
     code = (
         "import sys\n"
         "from fast_dvla_ros.core.decoder_options import DECODER_NAMES, parse_decoder_spec\n"
+        "import fast_dvla_ros.core.contract\n"
         "parse_decoder_spec('pipelined:n=1')\n"
         "assert 'torch' not in sys.modules, 'torch imported'\n"
         "print(','.join(DECODER_NAMES))\n"
