@@ -28,7 +28,7 @@ SHIPPED = {
 
 
 def _contract(decoder: str = "block_cache:tau_conf=0.3", rate: float = 15.0) -> RuntimeContract:
-    names = tuple(f"panda_joint{i}" for i in range(1, 8)) + ("gripper_width",)
+    names = (*(f"panda_joint{i}" for i in range(1, 8)), "gripper_width")
     return RuntimeContract(rate, ActionSpaceSummary("joint_position", names), DecoderSpec.parse(decoder).full())
 
 
@@ -81,7 +81,7 @@ def test_a_contract_that_contradicts_the_tokenizer_is_refused(tiny: tuple[DVLA, 
     bad = replace(_contract(), action_space=ActionSpaceSummary("joint_delta", ("a",) * 8))
     model.config = replace(model.config, runtime=bad)
     model.save_pretrained(ck)
-    with pytest.raises(CheckpointError, match="differs from action_tokenizer.json"):
+    with pytest.raises(CheckpointError, match=r"differs from action_tokenizer\.json"):
         Policy.load(ck)
 
 
@@ -103,9 +103,10 @@ def test_the_trainer_writes_the_contract(tmp_path: Path) -> None:
     StageTrainer(TrainConfig(stage="scratch", out_dir=str(tmp_path / "s"), **common)).run()
     StageTrainer(TrainConfig(stage="scratch", out_dir=str(tmp_path / "c"), decoder="block_cache", **common)).run()
     policy = Policy.load(tmp_path / "s")
-    assert policy.contract_note is None and policy.action_rate_hz == json.loads((demos / "meta.json").read_text())[
-        "control_hz"
-    ]
+    assert (
+        policy.contract_note is None
+        and policy.action_rate_hz == json.loads((demos / "meta.json").read_text())["control_hz"]
+    )
     assert policy.decoder_spec == DecoderSpec.parse("pipelined:n=2").full()  # the scratch stage's
     assert policy.contract.action_space == ActionSpaceSummary("joint_delta", tuple(policy.action_names))
     assert Policy.load(tmp_path / "c").decoder_spec == DecoderSpec.parse("block_cache").full()
