@@ -41,15 +41,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fast_dvla_ros.core.decoder_options import decoder_spec_argument  # noqa: E402
 from fast_dvla_ros.demo import RECORDED, TOPICS, _stop, node_commands, start_nodes  # noqa: E402
 from fast_dvla_ros.params_file import node_parameters  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 WARMUP_S = 10.0  # start-up and warm-up decode are not part of the CPU measurement
 LAST_OUTCOME_S = 0.5  # after the simulator exits, for its last EpisodeOutcome to reach the recorder
-# The node's values in config/sim_conveyor.yaml; used for keys the params file does not set.
-POLICY_DEFAULTS: dict[str, Any] = {"checkpoint": "", "tau_conf": 0.5, "readout": "", "n": 1, "tau_add": 0.5,
-                                   "tau_act": 0.7, "steps": 12}
 LOOP_LABEL = "real-time ROS loop"
 EVALUATOR_LABELS = {"sync": "evaluator (sync, loop's mode)", "realtime": "evaluator (real-time)"}
 
@@ -243,17 +241,9 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------- the evaluator
-def decoder_options(decoder: str, params_file: Path) -> dict[str, Any]:
-    """Policy.load keyword arguments exactly as the policy node derives them from its parameters."""
-    p = {**POLICY_DEFAULTS, **node_parameters(params_file, "fast_dvla_policy")}
-    kwargs: dict[str, Any] = {"readout": str(p["readout"]) or None}
-    if decoder == "bidirectional":
-        kwargs["steps"] = int(p["steps"])
-    else:
-        kwargs["tau_conf"] = float(p["tau_conf"])
-    if decoder == "pipelined":
-        kwargs.update(n=int(p["n"]), tau_add=float(p["tau_add"]), tau_act=float(p["tau_act"]))
-    return kwargs
+def decoder_spec(decoder: str, params_file: Path) -> str:
+    """The decoder spec the loop's policy node runs: --decoder, else the params file's ('' = the checkpoint's)."""
+    return decoder or str(node_parameters(params_file, "fast_dvla_policy").get("decoder") or "").strip()
 
 
 def checkpoint_dir(a: argparse.Namespace) -> Path:
@@ -305,14 +295,15 @@ def run_evaluator(
     torch.set_num_threads(1)  # the policy node's num_threads: same per-decode cost as in the loop
     ckpt = checkpoint_dir(a)
     overrides, ensemble_m = evaluator_setup(a.params_file)
-    policy = Policy.load(ckpt, decoder=a.decoder, **decoder_options(a.decoder, a.params_file))
+    policy = Policy.load(ckpt, decoder=decoder_spec(a.decoder, a.params_file))
     extra: dict[str, Any] = {}
     if realtime:
         from fast_dvla_ros.train.realtime_eval import RealtimeSettings
 
         extra = {"realtime": True, "realtime_settings": RealtimeSettings.from_params_file(
             a.params_file, decode_latencies_s=decode_latencies_s)}
-    print(f"[loop] evaluator ({mode}): {ckpt.name}/{a.decoder}, seeds {seed0}..{seed0 + episodes - 1}", flush=True)
+    seeds = f"{seed0}..{seed0 + episodes - 1}"
+    print(f"[loop] evaluator ({mode}): {ckpt.name}/{policy.decoder_spec}, seeds {seeds}", flush=True)
     t0 = time.monotonic()
     res = evaluate(policy, episodes, seed0, execute_steps=1, sim_overrides=overrides, blend=a.blend_mode,
                    ensemble_m=ensemble_m, progress=False, **extra)
@@ -425,7 +416,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--duration", type=float, default=600.0, help="wall seconds to run when --episodes is 0")
     p.add_argument("--timeout", type=float, default=0.0, help="with --episodes: give up after this many seconds "
                    "(0: 180 + 40 per episode)")
-    p.add_argument("--decoder", default="pipelined")
+    p.add_argument("--decoder", default="", type=decoder_spec_argument,
+                   help="decoder spec of the policy node (default: the params file's; there '' = the checkpoint's)")
     p.add_argument("--checkpoint")
     p.add_argument("--blend-mode", default="temporal_ensemble")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode k: seed + k)")
@@ -451,7 +443,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics = {**loop_metrics(bag), **run}
 
     what = f"--episodes {a.episodes} --seed {a.seed}" if a.episodes else f"--duration {a.duration:.0f}"
-    print(f"\n# bench/loop.py {what} --decoder {a.decoder} --blend-mode {a.blend_mode}")
+    print(f"\n# bench/loop.py {what} --decoder {a.decoder or '(checkpoint)'} --blend-mode {a.blend_mode}")
     print(f"bag: {bag} ({run['wall_s']:.0f} s wall)")
     print("\n".join(format_loop_report(metrics, a.episodes)))
 

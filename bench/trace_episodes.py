@@ -26,8 +26,7 @@ from fast_dvla_ros.train.closed_loop import (
     ChunkStepper,
     PolicyDriver,
     build_parser,
-    decoder_options,
-    parse_decoder_spec,
+    decoder_settings,
     run_episode,
 )
 
@@ -59,11 +58,10 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads or 1)
     env = ConveyorPickEnv(SimConfig())
     try:
-        for ckpt, dec in zip(a.checkpoint, a.decoder or ["pipelined"] * len(a.checkpoint), strict=True):
-            name = parse_decoder_spec(dec)[0]
-            policy = Policy.load(ckpt, decoder=name, readout=a.readout, **decoder_options(a, dec))
+        for ckpt, dec in zip(a.checkpoint, a.decoder or [""] * len(a.checkpoint), strict=True):
+            policy = Policy.load(ckpt, decoder=dec, settings=decoder_settings(a))
             policy.warmup()
-            print(f"== {ckpt} + {dec}")
+            print(f"== {ckpt} + {policy.decoder_spec}")
             for seed in a.seeds:
                 print("\n".join(trace(policy, env, seed, a.every, a.execute_steps)))
     finally:

@@ -1,7 +1,7 @@
 """The main job (`make demo`): the simulated conveyor-picking loop, end to end, over real DDS.
 
 Starts three separate processes — the conveyor simulator node, the policy node (shipped
-Fast-dVLA checkpoint, pipelined decoder) and the chunk executor node — wired exactly as
+Fast-dVLA checkpoint, decoded as its config.json recommends) and the chunk executor node — wired exactly as
 `launch/sim_conveyor.launch.py` wires them on a ROS install, records every topic of the loop to an
 MCAP bag (rosbags writer, no ROS CLI needed), and when the simulator has finished its episodes
 (or on Ctrl-C, or after --duration) stops everything cleanly and prints a summary computed from
@@ -22,6 +22,9 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+
+from fast_dvla_ros.core.decoder_options import decoder_spec_argument
+from fast_dvla_ros.execution.blender import BLEND_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +67,7 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
     def cmd(module: str, ros_args: list[str]) -> list[str]:
         return [sys.executable, "-m", f"fast_dvla_ros.nodes.{module}", *ros_args]
 
-    policy_params = {"decoder": args.decoder}
+    policy_params = {"decoder": args.decoder} if args.decoder else {}  # else the params file's
     if args.checkpoint:
         policy_params["checkpoint"] = str(Path(args.checkpoint).resolve())
     return {
@@ -167,10 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=3, help="simulated episodes (0 = until Ctrl-C/--duration)")
     p.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (0 = no limit)")
-    p.add_argument("--decoder", default="pipelined", choices=["bidirectional", "prefix_cache", "block_cache",
-                                                                "pipelined"])
+    p.add_argument("--decoder", default="", type=decoder_spec_argument,
+                   help="decoder spec, e.g. bidirectional or pipelined:n=2 (default: the params file's; there '' = "
+                   "the checkpoint's decoder and settings)")
     p.add_argument("--checkpoint", help="checkpoint directory (default: the policy node's shipped default)")
-    p.add_argument("--blend-mode", default="temporal_ensemble", choices=["latest", "temporal_ensemble", "rtc_freeze"])
+    p.add_argument("--blend-mode", default="temporal_ensemble", choices=BLEND_MODES)
     p.add_argument("--seed", type=int, default=0, help="first episode seed of the simulator")
     p.add_argument("--params-file", type=Path, default=ROOT / "config" / "sim_conveyor.yaml")
     p.add_argument("--out", type=Path, help="bag folder (default runs/demo/<UTC time>)")

@@ -25,6 +25,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from fast_dvla_ros.bag.record_command import record_command, ros2_bag_available, timestamped_bag_dir
+from fast_dvla_ros.core.decoder_options import DECODER_NAMES, DecoderSpecError, parse_decoder_spec
 
 PACKAGE = "fast_dvla_ros"
 POLICY_NODE = "fast_dvla_policy"
@@ -132,7 +133,8 @@ def policy_executor_arguments(
         DeclareLaunchArgument(
             "decoder",
             default_value="",
-            description="Policy decoder: bidirectional, prefix_cache, block_cache or pipelined (empty: params_file)",
+            description=f"Policy decoder spec: {', '.join(DECODER_NAMES)}, optionally with options, e.g. "
+            "pipelined:n=2 (empty: params_file's; '' there = the checkpoint's decoder and settings)",
         ),
         DeclareLaunchArgument(
             "blend_mode",
@@ -170,6 +172,11 @@ def policy_and_executor_nodes(
     ns = LaunchConfiguration("namespace")
     params = LaunchConfiguration("params_file")
     policy_overrides = {**(robot_policy_params or {}), **overrides(context, {"checkpoint": str, "decoder": str})}
+    if "decoder" in policy_overrides:  # a typo stops the launch here, not seconds later in the node
+        try:
+            parse_decoder_spec(str(policy_overrides["decoder"]))
+        except DecoderSpecError as exc:
+            raise ValueError(f"launch argument decoder:={policy_overrides['decoder']}: {exc}") from None
     executor_overrides = {**(robot_executor_params or {}), **overrides(context, {"blend_mode": str})}
     log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     policy = Node(

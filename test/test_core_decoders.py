@@ -162,7 +162,7 @@ def test_bad_parameters() -> None:
         make_decoder("greedy", m)
     with pytest.raises(ValueError):
         make_decoder("pipelined", m, tokens_per_step=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="has no option 'tau_add'"):
         make_decoder("block_cache", m, tau_add=0.5)
     with pytest.raises(ValueError, match="readout"):
         make_decoder("pipelined", m, readout="median")

@@ -304,13 +304,11 @@ def test_side_by_side_table_loop_first_and_disagreeing_seeds(bag: Path) -> None:
 
 def test_evaluator_options_follow_the_params_file(tmp_path: Path) -> None:
     yaml_file = ROOT / "config" / "sim_conveyor.yaml"
-    assert loop.decoder_options("pipelined", yaml_file) == {"readout": None, "tau_conf": 0.5, "n": 1, "tau_add": 0.5,
-                                                            "tau_act": 0.7}
-    assert loop.decoder_options("bidirectional", yaml_file) == {"readout": None, "steps": 12}
+    assert loop.decoder_spec("", yaml_file) == ""  # the params file leaves it to the checkpoint
+    assert loop.decoder_spec("bidirectional", yaml_file) == "bidirectional"
     custom = tmp_path / "params.yaml"
-    custom.write_text("/fast_dvla_policy:\n  ros__parameters:\n    n: 2\n    readout: argmax\n")
-    assert loop.decoder_options("pipelined", custom)["n"] == 2
-    assert loop.decoder_options("pipelined", custom)["readout"] == "argmax"
+    custom.write_text("/fast_dvla_policy:\n  ros__parameters:\n    decoder: pipelined:n=2,readout=argmax\n")
+    assert loop.decoder_spec("", custom) == "pipelined:n=2,readout=argmax"
 
     from fast_dvla_ros.sim.config import SimConfig
 

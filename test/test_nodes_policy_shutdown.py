@@ -48,7 +48,7 @@ def test_sigint_mid_decode_exits_within_2_s(slow_checkpoint: str) -> None:
     expects the node gone at once. The running decode stops at its next forward pass (policy_node.py)."""
     node = NodeProcess(
         "policy_node",
-        ["-p", f"checkpoint:={slow_checkpoint}", "-p", "decoder:=bidirectional", "-p", "steps:=256",
+        ["-p", f"checkpoint:={slow_checkpoint}", "-p", "decoder:=bidirectional:steps=256",
          "-p", "warmup:=false", "-p", "max_observation_age_s:=5.0",
          "-r", "/diagnostics:=/sigint_test/diag", "-r", f"~/image:={IMG}", "-r", f"~/joint_states:={JS}",
          "-r", f"~/action_chunk:={CHUNK}"],

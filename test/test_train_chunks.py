@@ -15,7 +15,7 @@ def _sampler(num_frames: int) -> ChunkSampler:
     return ChunkSampler(
         images=images, proprio=np.zeros((n, 8), np.float32), actions=np.zeros((n, 8), np.float32),
         episode=np.repeat([0, 1], 15), instructions=["pick"] * n, episodes=np.array([0, 1]), horizon=4,
-        image_size=8, encode_instruction=lambda t: np.zeros(4, np.int64), scene_state=state,
+        image_size=8, encode_instruction=lambda t: np.zeros(4, np.int64), control_hz=30.0, scene_state=state,
         num_frames=num_frames, frame_gap=5,
     )
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from fast_dvla_ros.core.decoder_options import DecoderSpec, resolve_decoder_spec
 from fast_dvla_ros.core.policy import Policy
 from fast_dvla_ros.train.closed_loop import (
     ChunkStepper,
     PolicyDriver,
     build_parser,
-    decoder_options,
+    decoder_settings,
     evaluate,
-    parse_decoder_spec,
     run_episode,
 )
 
@@ -117,13 +117,26 @@ def test_evaluate_with_the_executor_blender_runs_one_chunk_per_step() -> None:
     assert r.chunks == 9 and r.per_episode[0]["steps"] == 9 and r.blend == "temporal_ensemble"
 
 
-def test_decoder_options_reach_only_the_decoders_they_mean() -> None:
-    a = build_parser().parse_args(["--checkpoint", "x", "--tau-conf", "0.3", "--n", "1", "--tau-add", "0.2",
-                                   "--bidirectional-steps", "8"])
-    assert decoder_options(a, "bidirectional") == {"steps": 8}
-    assert decoder_options(a, "block_cache") == {"tau_conf": 0.3}
-    assert decoder_options(a, "pipelined") == {"tau_conf": 0.3, "n": 1, "tau_add": 0.2}
-    assert decoder_options(build_parser().parse_args(["--checkpoint", "x"]), "pipelined") == {}
+def _options(argv: list[str], spec: str, recommended: str = "pipelined:n=1") -> dict:
+    a = build_parser().parse_args(["--checkpoint", "x", *argv])
+    return dict(resolve_decoder_spec(spec, DecoderSpec.parse(recommended), decoder_settings(a)).options)
+
+
+def test_decoder_flags_reach_only_the_decoders_they_mean() -> None:
+    flags = ["--tau-conf", "0.3", "--n", "1", "--tau-add", "0.2", "--bidirectional-steps", "8"]
+    assert _options(flags, "bidirectional") == {"steps": 8}
+    assert _options(flags, "block_cache") == {"tau_conf": 0.3}
+    assert _options(flags, "pipelined") == {"tau_conf": 0.3, "n": 1, "tau_add": 0.2}
+    assert _options([], "pipelined") == {}  # a named decoder: its own defaults, not the checkpoint's
+
+
+def test_no_decoder_flag_means_the_checkpoint_s_decoder_and_settings() -> None:
+    assert _options([], "") == {"n": 1}
+    assert _options(["--n", "2", "--bidirectional-steps", "8"], "") == {"n": 2}  # flags still apply to it
+    assert _options(["--n", "2"], "", recommended="bidirectional:steps=12") == {"steps": 12}
+    assert build_parser().parse_args(["--checkpoint", "x"]).decoder is None
+    with pytest.raises(SystemExit):  # a bad spec is a usage error before any checkpoint is loaded
+        build_parser().parse_args(["--checkpoint", "x", "--decoder", "pipelined:m=1"])
 
 
 def test_pipelined_with_n_1_commits_each_block_in_one_forward() -> None:
@@ -131,22 +144,15 @@ def test_pipelined_with_n_1_commits_each_block_in_one_forward() -> None:
     the prefix riding in the first (the operating point of bench/RESULTS.md's latency rows)."""
     torch.set_num_threads(1)
     a = build_parser().parse_args(["--checkpoint", "models/student_distilled", "--n", "1"])
-    policy = Policy.load("models/student_distilled", decoder="pipelined", **decoder_options(a, "pipelined"))
+    policy = Policy.load("models/student_distilled", decoder="pipelined", settings=decoder_settings(a))
     r = evaluate(policy, episodes=1, seed0=1000, execute_steps=4, sim_overrides={"episode_time_limit": 0.3},
                  progress=False)
     assert r.forwards_per_chunk == policy.horizon
 
 
 def test_decoder_spec_carries_settings_for_one_row() -> None:
-    assert parse_decoder_spec("pipelined") == ("pipelined", {})
-    assert parse_decoder_spec("pipelined:n=1,tau_conf=0.3") == ("pipelined", {"n": 1, "tau_conf": 0.3})
-    a = build_parser().parse_args(["--checkpoint", "x", "--n", "2", "--tau-conf", "0.5"])
-    assert decoder_options(a, "pipelined:n=1") == {"tau_conf": 0.5, "n": 1}
-    assert decoder_options(a, "bidirectional:steps=8") == {"steps": 8}
-    with pytest.raises(ValueError, match="key=value"):
-        parse_decoder_spec("pipelined:n")
-    with pytest.raises(ValueError):
-        parse_decoder_spec("pipelined:n=one")
+    assert _options(["--n", "2", "--tau-conf", "0.4"], "pipelined:n=1") == {"tau_conf": 0.4, "n": 1}
+    assert _options(["--n", "2", "--tau-conf", "0.4"], "bidirectional:steps=8") == {"steps": 8}
 
 
 @pytest.mark.parametrize("damage", ["truncated_weights", "corrupt_config"])

@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from fast_dvla_ros.core.contract import RuntimeContract
+
 Attention = Literal["bidirectional", "block_causal"]
 
 
@@ -67,6 +69,9 @@ class DVLAConfig:
     # better picking (bench/history/); the shipped teacher is converted from a block-causal model with it off.
     prefix_sees_actions: bool = True
     name: str = "custom"
+    # What a runner needs besides the weights: action rate, action space, recommended decoder
+    # (core/contract.py). Written by the trainer; None in presets and in checkpoints from before it.
+    runtime: RuntimeContract | None = None
 
     def __post_init__(self) -> None:
         if self.image_size % self.patch_size:
@@ -91,7 +96,9 @@ class DVLAConfig:
         return self.horizon * self.action_dim
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["runtime"] = None if self.runtime is None else self.runtime.to_dict()
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DVLAConfig:
@@ -99,6 +106,9 @@ class DVLAConfig:
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"unknown DVLAConfig keys: {sorted(unknown)}")
+        runtime = d.get("runtime")
+        if isinstance(runtime, dict):
+            d = {**d, "runtime": RuntimeContract.from_dict(runtime)}
         return cls(**d)
 
     def to_json(self) -> str:

@@ -2,9 +2,12 @@
 
 Contract (docs/CONTRACTS.md)::
 
-    policy = Policy.load(checkpoint_dir, decoder="pipelined", device="cpu", **decoder_kwargs)
+    policy = Policy.load(checkpoint_dir, decoder="pipelined:n=1", device="cpu", **decoder_kwargs)
     result = policy.predict(Observation(image=rgb_uint8_HxWx3, proprio=float32[8], instruction="..."))
     result.actions  # float64 [H, 8] in action units;  result.stats  # DecodeStats
+
+``decoder`` is a spec (core/decoder_options.py); empty means the checkpoint's recommended decoder with
+its settings, and ``policy.action_rate_hz`` is the checkpoint's action rate (its ``RuntimeContract``).
 
 Bad observations raise ``ValueError`` with a message naming the field (the caller decides whether
 to skip the tick); they never reach the model as garbage.
@@ -12,6 +15,8 @@ to skip the tick); they never reach the model as garbage.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,10 +25,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fast_dvla_ros.core.checkpoint import CheckpointError
+from fast_dvla_ros.core.contract import RuntimeContract, legacy_contract, legacy_note
+from fast_dvla_ros.core.decoder_options import DecoderSpec, resolve_decoder_spec
 from fast_dvla_ros.core.decoders import Decoder, DecodeStats, ObservationBatch, make_decoder
 from fast_dvla_ros.core.model import DVLA
 
-__all__ = ["DecodeStats", "Observation", "Policy", "PolicyResult"]
+__all__ = ["DecodeStats", "Observation", "Policy", "PolicyResult", "runtime_contract"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -57,24 +67,58 @@ def preprocess_image(image: np.ndarray, size: int) -> torch.Tensor:
     return resized[0].round().clamp(0, 255).to(torch.uint8)
 
 
+def runtime_contract(model: DVLA, checkpoint: str = "unsaved") -> tuple[RuntimeContract, str | None]:
+    """The model's ``RuntimeContract`` and None, or, for a config without one, the legacy contract and a
+    note saying so. A contract whose action space disagrees with the tokenizer's raises CheckpointError."""
+    contract = model.config.runtime
+    if contract is None:
+        return legacy_contract(), legacy_note(checkpoint)
+    space, summary = model.action_tokenizer.space, contract.action_space
+    if summary is not None and (summary.kind != space.kind or list(summary.names) != list(space.names)):
+        raise CheckpointError(
+            f"checkpoint {checkpoint}: config.json's action space ({summary.kind}, {list(summary.names)}) differs "
+            f"from action_tokenizer.json's ({space.kind}, {list(space.names)})"
+        )
+    return contract, None
+
+
 class Policy:
     """A loaded DVLA checkpoint with one decoder, ready to turn observations into action chunks."""
 
-    def __init__(self, model: DVLA, decoder: Decoder, checkpoint_name: str = "unsaved") -> None:
+    def __init__(
+        self, model: DVLA, decoder: Decoder, checkpoint_name: str = "unsaved", decoder_spec: DecoderSpec | None = None
+    ) -> None:
         self.model = model.eval()
         self.decoder = decoder
         self.checkpoint_name = checkpoint_name
+        self.contract, self.contract_note = runtime_contract(model, checkpoint_name)
+        self.decoder_spec = decoder_spec  # what Policy.load built the decoder from (None: built by hand)
 
     @classmethod
     def load(
-        cls, checkpoint_dir: str | Path, decoder: str = "pipelined", device: str = "cpu", **decoder_kwargs: Any
+        cls,
+        checkpoint_dir: str | Path,
+        decoder: str | DecoderSpec | None = None,
+        device: str = "cpu",
+        settings: Mapping[str, Any] | None = None,
+        **decoder_kwargs: Any,
     ) -> Policy:
-        """Load ``checkpoint_dir`` (safetensors directory; CheckpointError otherwise) onto ``device``."""
+        """Load ``checkpoint_dir`` (safetensors directory; CheckpointError otherwise) onto ``device``.
+
+        ``decoder``: a spec; empty = the checkpoint's recommended decoder and settings. ``settings``: values
+        for whichever of them the chosen decoder has (``resolve_decoder_spec``); ``decoder_kwargs``: options
+        of the chosen decoder, winning over both (an option it lacks raises).
+        """
         dev = torch.device(device)
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("device 'cuda' requested but CUDA is not available")
         model = DVLA.from_pretrained(checkpoint_dir, map_location=dev)
-        return cls(model, make_decoder(decoder, model, **decoder_kwargs), Path(checkpoint_dir).name)
+        name = Path(checkpoint_dir).name
+        contract, note = runtime_contract(model, name)
+        if note is not None:
+            log.warning(note)
+        spec = resolve_decoder_spec(decoder, contract.decoder, settings).with_options(**decoder_kwargs)
+        return cls(model, make_decoder(spec, model), name, spec)
 
     # ---- description --------------------------------------------------------------------------
     @property
@@ -93,9 +137,14 @@ class Policy:
     def num_frames(self) -> int:
         return self.model.config.num_frames
 
-    def frame_gap_s(self, action_rate_hz: float = 30.0) -> float:
-        """Time between the stacked frames the checkpoint was trained on."""
-        return self.model.config.frame_gap / action_rate_hz
+    @property
+    def action_rate_hz(self) -> float:
+        """Spacing of a chunk's steps, as the checkpoint's demonstrations were recorded."""
+        return self.contract.action_rate_hz
+
+    def frame_gap_s(self, action_rate_hz: float | None = None) -> float:
+        """Time between the stacked frames the checkpoint was trained on (at its own action rate by default)."""
+        return self.model.config.frame_gap / (action_rate_hz or self.action_rate_hz)
 
     # ---- inference ----------------------------------------------------------------------------
     def make_batch(self, observations: list[Observation]) -> ObservationBatch:

@@ -7,6 +7,9 @@ observation is decoded when, and what an episode start discards), and one worker
 camera frame, at most at ``control_rate_hz``. A chunk is stamped with the OBSERVATION's time (the
 image stamp), so the executor can drop the steps that went by while decoding.
 
+Parameters left empty take the checkpoint's value (its config.json ``runtime``, core/contract.py): the
+decoder and its settings, the action rate, and the chunk rate, which defaults to the action rate.
+
 ``~/episode_start`` (fast_dvla_ros/msg/EpisodeStart, latched): the scene was reset. Observations
 from before it are dropped and a decode running on one is not published.
 
@@ -28,6 +31,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
+from fast_dvla_ros.core.decoder_options import DECODER_NAMES, DecoderSpecError, parse_decoder_spec
 from fast_dvla_ros.execution.limits import JointLimits, load_joint_limits
 from fast_dvla_ros.execution.observation_guard import ObservationError, check_within_limits, pick_joints
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart
@@ -41,13 +45,13 @@ if TYPE_CHECKING:  # torch is imported lazily, after the parameters are checked
     from fast_dvla_ros.core.policy_runner import PendingObservation
 
 NODE_NAME = "fast_dvla_policy"
-DECODERS = ("bidirectional", "prefix_cache", "block_cache", "pipelined")
 # The best measured picker in this loop's mode (a chunk every control step through the executor's temporal
-# ensemble): the distilled student with n = 1, 90% over 50 seeded simulator episodes (models/README.md; the
-# baseline teacher: 80%; the long scratch student, the default before 2026-11-30 late: 72% at n = 2). It is
-# the paper's Fast-dVLA student; n defaults to 1 with it (the long scratch student needs n:=2, it releases
-# early at n = 1).
+# ensemble): the paper's Fast-dVLA student, 90% over 50 seeded simulator episodes against the baseline
+# teacher's 80% (models/README.md). How to decode it comes with it (its config.json).
 DEFAULT_CHECKPOINT = "student_distilled"
+# Decoder options go in the decoder spec; a value for one of these names (an older params file, -p n:=2)
+# would otherwise be ignored without a word, as rclpy ignores overrides of undeclared parameters.
+REMOVED_PARAMETERS = ("tau_conf", "readout", "n", "tau_add", "tau_act", "steps")
 DEFAULT_INSTRUCTION = "pick the red block from the conveyor and place it in the bin"
 
 
@@ -74,22 +78,15 @@ class PolicyNode(Node):
         p = self.declare_parameter
         p("checkpoint", "", _desc("Checkpoint directory; '' = the shipped models/student_distilled "
                                   "(the best measured picker)"))
-        p("decoder", "pipelined", _desc(f"Decoder: {', '.join(DECODERS)}"))
+        p("decoder", "", _desc(f"Decoder spec: {', '.join(DECODER_NAMES)}, optionally with options "
+                               "(pipelined:n=1,tau_conf=0.5; a name alone = that decoder's defaults); "
+                               "'' = the checkpoint's recommended decoder and settings"))
         p("device", "cpu", _desc("Torch device: cpu or cuda"))
-        p("tau_conf", 0.5, _desc("Confidence threshold for committing tokens", 0.0, 1.0))
-        p("readout", "", _desc("Joint bins: 'mean' (predictive mean, gripper argmax), 'argmax'; '' = the decoder's"))
-        p("n", 1, _desc("Pipelined: commit at least remaining/n tokens of fully active blocks (1 = one forward "
-                         "per block; the paper's 2 suits models/student_scratch_long)", 1, 64, True))
-        p("tau_add", 0.5, _desc("Pipelined: add a new block when the last is this decoded", 0.0, 1.0))
-        p("tau_act", 0.7, _desc("Pipelined: activate a block when its predecessor is this decoded", 0.0, 1.0))
-        p("steps", 12, _desc("Bidirectional: MaskGIT refinement steps", 1, 256, True))
         p("horizon", 0, _desc("Steps published per chunk (0 = the checkpoint's horizon)", 0, 256, True))
-        p("control_rate_hz", 30.0, _desc("Chunk rate when decoding is fast enough (Hz)", 0.5, 500.0))
-        p(
-            "action_rate_hz",
-            30.0,
-            _desc("Spacing of the checkpoint's action steps (Hz; 30 for the sim demos)", 1.0, 1000.0),
-        )
+        p("control_rate_hz", 0.0, _desc("Chunk rate when decoding is fast enough (Hz; 0 = the action rate)",
+                                        0.0, 500.0))
+        p("action_rate_hz", 0.0, _desc("Spacing of the checkpoint's action steps (Hz; 0 = the checkpoint's)",
+                                       0.0, 1000.0))
         p("joint_names", [f"panda_joint{i}" for i in range(1, 8)], _desc("Arm joints, in the action order"))
         p("gripper_joint_names", ["panda_finger_joint1", "panda_finger_joint2"], _desc("Finger joints; width = sum"))
         p("joint_limits", "panda", _desc("Limits table of the arm ('panda', 'fr3' or a YAML path; '' = no check): "
@@ -104,11 +101,13 @@ class PolicyNode(Node):
         self.gripper_joints = list(g("gripper_joint_names").value)
         self.limits = self._load_limits(str(g("joint_limits").value).strip())
         self.max_age = float(g("max_observation_age_s").value)
-        self.period = 1.0 / float(g("control_rate_hz").value)
-        # Not the chunk rate: the time between the steps of a chunk is a property of the training data.
-        self.action_rate_hz = float(g("action_rate_hz").value)
-        self.step_period = 1.0 / self.action_rate_hz
         self.policy = self._load_policy()
+        if self.policy.contract_note:
+            self.get_logger().warning(self.policy.contract_note)
+        # Not the chunk rate: the time between the steps of a chunk is a property of the training data.
+        self.action_rate_hz = float(g("action_rate_hz").value) or self.policy.action_rate_hz
+        self.step_period = 1.0 / self.action_rate_hz
+        self.period = 1.0 / (float(g("control_rate_hz").value) or self.action_rate_hz)
         self.checkpoint_label = self.policy.checkpoint_name
         if len(self.policy.action_names) != len(self.joint_names) + 1:
             raise StartupError(
@@ -153,8 +152,8 @@ class PolicyNode(Node):
         self._worker = threading.Thread(target=self._decode_loop, name="decode", daemon=True)
         self._worker.start()
         self.get_logger().info(
-            f"policy '{self.checkpoint_label}' decoder {self.policy.decoder_name}, horizon {self.horizon}, "
-            f"up to {1 / self.period:.1f} chunks/s"
+            f"policy '{self.checkpoint_label}' decoder {self.policy.decoder_spec}, horizon {self.horizon}, "
+            f"steps {1000 * self.step_period:.1f} ms apart, up to {1 / self.period:.1f} chunks/s"
         )
 
     # ------------------------------------------------------------------ setup
@@ -171,9 +170,18 @@ class PolicyNode(Node):
         g = self.get_parameter
         path = str(g("checkpoint").value).strip()
         ck = Path(path).expanduser() if path else default_checkpoint()
-        decoder = str(g("decoder").value)
-        if decoder not in DECODERS:
-            raise StartupError(f"unknown decoder {decoder!r}; choose from {', '.join(DECODERS)}")
+        decoder = str(g("decoder").value).strip()
+        stale = sorted(set(REMOVED_PARAMETERS) & set(getattr(self, "_parameter_overrides", {})))
+        if stale:
+            raise StartupError(
+                f"parameters {', '.join(stale)} are no longer read: give decoder options in the decoder spec, "
+                "e.g. decoder:=pipelined:n=2 (or leave decoder empty for the checkpoint's settings)"
+            )
+        try:
+            if decoder:  # a typo fails here, before torch is imported and the checkpoint loaded
+                parse_decoder_spec(decoder)
+        except DecoderSpecError as exc:
+            raise StartupError(f"invalid decoder {decoder!r}: {exc}") from exc
         if not ck.is_dir():
             raise StartupError(f"checkpoint not found: {ck} (set the 'checkpoint' parameter to a checkpoint directory)")
         import torch
@@ -183,16 +191,8 @@ class PolicyNode(Node):
         threads = int(g("num_threads").value)
         if threads > 0:
             torch.set_num_threads(threads)
-        readout = str(g("readout").value)
-        kwargs: dict[str, float | int | str | None] = {"readout": readout or None}
-        if decoder == "bidirectional":
-            kwargs["steps"] = int(g("steps").value)
-        else:
-            kwargs["tau_conf"] = float(g("tau_conf").value)
-        if decoder == "pipelined":
-            kwargs.update(n=int(g("n").value), tau_add=float(g("tau_add").value), tau_act=float(g("tau_act").value))
         try:
-            return Policy.load(ck, decoder=decoder, device=str(g("device").value), **kwargs)
+            return Policy.load(ck, decoder=decoder, device=str(g("device").value))
         except Exception as exc:  # corrupt files, wrong format, no CUDA: one clear line, no traceback
             raise StartupError(f"cannot load checkpoint {ck}: {type(exc).__name__}: {exc}") from exc
 

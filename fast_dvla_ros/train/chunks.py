@@ -18,8 +18,6 @@ import torch
 
 from fast_dvla_ros.train.demos import load_demo_arrays
 
-CONTROL_HZ = 30.0  # demonstration frame rate (docs/DATA.md)
-
 
 @dataclass
 class ChunkBatch:
@@ -41,6 +39,7 @@ class ChunkSampler:
     The chunk for frame t is actions[t : t + H] of its episode, padded with the episode's last
     action (the arm holds still after the demonstration ends). With ``num_frames`` 2 the image is
     frame t stacked with frame t - ``frame_gap`` (clamped to the episode's first frame).
+    ``control_hz``: the demonstrations' frame rate (meta.json), which is also the checkpoint's action rate.
     """
 
     def __init__(
@@ -54,6 +53,7 @@ class ChunkSampler:
         horizon: int,
         image_size: int,
         encode_instruction,
+        control_hz: float,
         scene_state: np.ndarray | None = None,
         num_frames: int = 1,
         frame_gap: int = 10,
@@ -69,6 +69,7 @@ class ChunkSampler:
         self.horizon = horizon
         self.num_frames = num_frames
         self.frame_gap = frame_gap
+        self.control_hz = float(control_hz)
         self.instr_ids = np.stack([encode_instruction(t) for t in instructions])  # per frame
         # index of the last frame of each frame's episode, for padding
         last = np.zeros(len(episode), np.int64)
@@ -79,7 +80,7 @@ class ChunkSampler:
             first[idx] = idx.min()
         self.last = last
         self.first = first
-        self.scene_state = None if scene_state is None else _with_velocity(scene_state, first)
+        self.scene_state = None if scene_state is None else _with_velocity(scene_state, first, self.control_hz)
         self.block_uv = None if scene_state is None else _block_uv(scene_state)
 
     def __len__(self) -> int:
@@ -124,13 +125,13 @@ def _block_uv(state: np.ndarray) -> np.ndarray:
     return uv
 
 
-def _with_velocity(state: np.ndarray, first: np.ndarray) -> np.ndarray:
+def _with_velocity(state: np.ndarray, first: np.ndarray, control_hz: float) -> np.ndarray:
     """Append the block velocity (backward difference of columns 0..2; forward at an episode start)."""
     pos = state[:, :3].astype(np.float64)
     idx = np.arange(len(pos))
     prev = np.where(idx > first, idx - 1, idx)
     nxt = np.where(idx > first, idx, np.minimum(idx + 1, len(pos) - 1))
-    vel = (pos[nxt] - pos[prev]) * CONTROL_HZ
+    vel = (pos[nxt] - pos[prev]) * control_hz
     return np.concatenate([state, vel], axis=1).astype(np.float32)
 
 
@@ -141,6 +142,9 @@ def _resize_all(images: np.ndarray, size: int) -> np.ndarray:
 
 
 def _merge(sets: list[dict]) -> dict:
+    rates = {float(s["meta"]["control_hz"]) for s in sets}
+    if len(rates) > 1:
+        raise ValueError(f"demonstration sets recorded at different rates {sorted(rates)} Hz cannot be merged")
     if len(sets) == 1:
         return sets[0]
     out = dict(sets[0])
@@ -180,7 +184,8 @@ def load_samplers(
     common = dict(
         images=arrays["images"], proprio=arrays["proprio"], actions=arrays["actions"], episode=arrays["episode"],
         instructions=arrays["instructions"], horizon=horizon, image_size=image_size,
-        encode_instruction=encode_instruction, scene_state=arrays.get("scene_state"),
+        encode_instruction=encode_instruction, control_hz=float(arrays["meta"]["control_hz"]),
+        scene_state=arrays.get("scene_state"),
         num_frames=num_frames, frame_gap=frame_gap,
     )
     train = ChunkSampler(episodes=train_eps, **common)

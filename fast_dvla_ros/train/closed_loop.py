@@ -3,7 +3,7 @@
 ``fast-dvla-sim-eval --checkpoint models/student_distilled --decoder pipelined --episodes 50``
 
 Each seeded episode runs synchronously: observe, decode a chunk, execute its first
-``execute_steps`` actions at the 30 Hz control rate, repeat (openpi-style receding horizon). The
+``execute_steps`` actions at the simulator's control rate, repeat (openpi-style receding horizon). The
 simulator waits for the decoder, so success measures the policy's skill, not the machine's speed;
 decode latency is measured alongside and reported separately. Seeds are the same for every
 checkpoint/decoder, so rows of one table are paired comparisons.
@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from fast_dvla_ros.core.actuation import hold_sample_time
 from fast_dvla_ros.core.checkpoint import CheckpointError
+from fast_dvla_ros.core.decoder_options import decoder_spec_argument
 from fast_dvla_ros.core.frame_history import FrameHistory
 from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 from fast_dvla_ros.evaluation.intervals import wilson_interval
@@ -330,9 +331,9 @@ def _evaluate_realtime(
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description="Closed-loop success of a checkpoint + decoder in the conveyor simulator.")
     p.add_argument("--checkpoint", action="append", required=True, help="checkpoint dir (repeatable)")
-    p.add_argument("--decoder", action="append",
-                   help="decoder name (repeatable; paired with --checkpoint), optionally with settings for that row "
-                   "only: pipelined:n=1,tau_conf=0.3")
+    p.add_argument("--decoder", action="append", type=decoder_spec_argument,
+                   help="decoder spec (repeatable; paired with --checkpoint), optionally with settings for that row "
+                   "only: pipelined:n=1,tau_conf=0.3; default: the checkpoint's recommended decoder and settings")
     p.add_argument("--episodes", type=int, default=50)
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--execute-steps", type=int, default=4, help="actions executed per decoded chunk")
@@ -372,38 +373,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_decoder_spec(spec: str) -> tuple[str, dict[str, float | int]]:
-    """``"pipelined:n=1,tau_conf=0.3"`` -> ``("pipelined", {"n": 1, "tau_conf": 0.3})``.
+def decoder_settings(a: argparse.Namespace) -> dict[str, Any]:
+    """The command line's decoder flags as option values (None = not given).
 
-    Why: the latency target is a ratio measured in one run, so two settings of the same decoder must be
-    able to share a process (and its machine state) as separate rows.
+    Each row's decoder takes the ones it has (``resolve_decoder_spec``): one run compares decoders side by
+    side, and e.g. ``--n 1`` means nothing to the bidirectional baseline. Settings in a row's decoder spec
+    (``pipelined:n=1``) win over the flags for that row.
     """
-    name, _, settings = spec.partition(":")
-    options: dict[str, float | int] = {}
-    for item in filter(None, settings.split(",")):
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise ValueError(f"decoder setting {item!r} in {spec!r} is not key=value")
-        number = float(value)
-        options[key.strip()] = int(number) if number.is_integer() and "." not in value else number
-    return name.strip(), options
-
-
-def decoder_options(a: argparse.Namespace, decoder: str) -> dict:
-    """The command line's decoder settings that apply to ``decoder`` (others keep their defaults).
-
-    Why per decoder: one run compares decoders side by side, and e.g. ``--n 1`` means nothing to the
-    bidirectional baseline, whose only knob here is its number of refinement steps. Settings given in the
-    decoder spec itself (``pipelined:n=1``) override the flags for that row.
-    """
-    name, own = parse_decoder_spec(decoder)
-    if name == "bidirectional":
-        options = {"steps": a.bidirectional_steps} if a.bidirectional_steps is not None else {}
-        return {**options, **own}
-    options = {"tau_conf": a.tau_conf} if a.tau_conf is not None else {}
-    if name == "pipelined":
-        options.update({k: v for k, v in (("n", a.n), ("tau_add", a.tau_add), ("tau_act", a.tau_act)) if v is not None})
-    return {**options, **own}
+    return {"tau_conf": a.tau_conf, "n": a.n, "tau_add": a.tau_add, "tau_act": a.tau_act,
+            "steps": a.bidirectional_steps, "readout": a.readout}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -413,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(a.threads)
-    decoders = a.decoder or ["pipelined"] * len(a.checkpoint)
+    decoders = a.decoder or [""] * len(a.checkpoint)
     if len(decoders) == 1 and len(a.checkpoint) > 1:
         decoders = decoders * len(a.checkpoint)
     if len(decoders) != len(a.checkpoint):
@@ -424,9 +402,8 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     t0 = time.perf_counter()
     for ckpt, dec in zip(a.checkpoint, decoders, strict=True):
-        name, options = parse_decoder_spec(dec)[0], decoder_options(a, dec)
         try:
-            policy = Policy.load(ckpt, decoder=name, readout=a.readout, **options)
+            policy = Policy.load(ckpt, decoder=dec, settings=decoder_settings(a))
         except (CheckpointError, ValueError) as exc:  # corrupt/truncated/missing: one line, no traceback
             print(f"fast-dvla-sim-eval: cannot load checkpoint {ckpt}: {exc}", file=sys.stderr)
             return 2
@@ -439,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 from fast_dvla_ros.evaluation.analysis import analyze
 
                 decoders = analyze(a.decode_latencies_from).decoders
+                name = policy.decoder_name
                 if name not in decoders:
                     p.error(f"{a.decode_latencies_from} has no chunks of decoder {name!r} (it has {sorted(decoders)})")
                 drawn = decoders[name].latencies_s
@@ -451,8 +429,8 @@ def main(argv: list[str] | None = None) -> int:
                           ensemble_m=0.1 if a.ensemble_m is None else a.ensemble_m,
                           latency_steps=a.latency_steps, realtime=a.realtime,
                           realtime_settings=settings)
-        if options:  # rows of one decoder with different settings stay apart in the table and the JSON
-            result.decoder = f"{name} {','.join(f'{k}={v}' for k, v in options.items())}"
+        # rows of one decoder with different settings stay apart in the table and the JSON
+        result.decoder = policy.decoder_spec.label() if policy.decoder_spec else policy.decoder_name
         results.append(result)
     mode = ("real-time loop replay (executor, camera and decode timing of the loop)" if a.realtime else
             f"execute {a.execute_steps} steps per chunk, blend {a.blend or 'none'}, latency {a.latency_steps} steps")

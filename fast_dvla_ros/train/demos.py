@@ -5,7 +5,7 @@
 Format (``format_version`` 1), one directory:
 
 * ``shard_00000.npz`` ... — ``np.savez_compressed`` archives of whole episodes, frames concatenated:
-  ``images`` uint8 [N, S, S, 3] (scene camera at the 30 Hz control rate), ``proprio`` float32 [N, 8]
+  ``images`` uint8 [N, S, S, 3] (scene camera at meta.json's control_hz), ``proprio`` float32 [N, 8]
   (7 joint positions rad + gripper width m, measured *before* the action), ``actions`` float32 [N, 8]
   (7 absolute joint targets rad + gripper width m, docs/CONTRACTS.md), ``episode`` int64 [N] (global
   episode index), ``step`` int32 [N] (index within the episode), and per episode: ``episode_ids``,
@@ -284,6 +284,7 @@ def generate(
     from tqdm import tqdm
 
     from fast_dvla_ros.sim import scene
+    from fast_dvla_ros.sim.config import CONTROL_HZ
     from fast_dvla_ros.sim.conveyor_env import SimConfig
     from fast_dvla_ros.sim.expert import ExpertConfig
 
@@ -365,7 +366,7 @@ def generate(
         "image_size": cfg.image_size,
         "image_key": "images",
         "wrist_images": cfg.wrist_camera,
-        "control_hz": 30,
+        "control_hz": CONTROL_HZ,
         "action_names": action_names,
         "proprio_names": list(PROPRIO_NAMES),
         "scene_state_names": list(SCENE_STATE_NAMES),

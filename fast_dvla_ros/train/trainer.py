@@ -39,11 +39,18 @@ from tqdm import tqdm
 from fast_dvla_ros.core.action_space import ActionSpace, ActionTokenizer
 from fast_dvla_ros.core.checkpoint import CheckpointError
 from fast_dvla_ros.core.config import DVLAConfig
+from fast_dvla_ros.core.contract import ActionSpaceSummary, RuntimeContract
+from fast_dvla_ros.core.decoder_options import decoder_spec_argument, parse_decoder_spec
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
 from fast_dvla_ros.train.chunks import ChunkBatch, ChunkSampler, load_samplers
 from fast_dvla_ros.train.noise import block_monotone_mask, uniform_ratio_mask
 
 Stage = Literal["teacher", "distill", "scratch"]
+# The decoder each stage's checkpoint is meant for, written into its config.json (core/contract.py): the
+# baseline dVLA's own decoder for the teacher; Fast-dVLA's pipeline for the students, at one forward per
+# block (n = 1) for the distilled student, which picks more with it, and at the paper's n = 2 for the
+# students trained from scratch, which release the block early at n = 1 (bench/RESULTS.md section 1).
+STAGE_DECODERS: dict[str, str] = {"teacher": "bidirectional", "distill": "pipelined:n=1", "scratch": "pipelined"}
 
 
 @dataclass
@@ -97,6 +104,8 @@ class TrainConfig:
     save_every: int = 0  # also save a checkpoint to out_dir/step_<N> every N steps (0 = only at the end)
     val_batch: int = 128
     val_fraction: float = 0.1
+    # Decoder spec recorded as the checkpoint's recommendation; "" = the stage's (STAGE_DECODERS).
+    decoder: str = ""
     # Intra-op threads. 1 by default: on a 2-core machine shared with a simulator or other jobs,
     # torch's spinning OpenMP workers slow a step down ~8x (measured); pass 2 on an idle machine.
     threads: int = 1
@@ -222,12 +231,22 @@ class StageTrainer:
         else:
             self.model = DVLA(model_cfg, tokenizer)
             self.model.set_proprio_stats(stats["proprio"]["mean"], stats["proprio"]["std"])
+        self.model.config = replace(self.model.config, runtime=self._contract())
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.val_fixed = self.val_set.fixed(cfg.val_batch, seed=cfg.seed + 1)
         # validation keeps the stage's own schedule so curves stay comparable across noise choices
         self.val_mask = self._mask(len(self.val_fixed.proprio), torch.Generator().manual_seed(cfg.seed + 2), "")
 
     # -- pieces -------------------------------------------------------------------------------
+    def _contract(self) -> RuntimeContract:
+        """What the checkpoint tells its runners: the demonstrations' rate, the action space, the decoder."""
+        space = self.model.action_tokenizer.space
+        return RuntimeContract(
+            action_rate_hz=self.train_set.control_hz,
+            action_space=ActionSpaceSummary(space.kind, tuple(space.names)),
+            decoder=parse_decoder_spec(self.cfg.decoder or STAGE_DECODERS[self.cfg.stage]).full(),
+        )
+
     def _mask(self, batch: int, gen: torch.Generator, noise: str | None = None) -> torch.Tensor:
         h, d = self.model.config.horizon, self.model.config.action_dim
         noise = self.cfg.noise if noise is None else noise
@@ -460,6 +479,8 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
                    help="chunk-relative joint targets (default) or absolute ones (teacher/scratch; distill copies)")
     p.add_argument("--noise", choices=["", "uniform", "block_monotone", "masked_tail", "mixed"], default="",
                    help="training mask schedule (default: the stage's own; mixed = either, per sample)")
+    p.add_argument("--decoder", default="", type=decoder_spec_argument,
+                   help="decoder spec the checkpoint recommends to its runners (default: the stage's, STAGE_DECODERS)")
     p.add_argument("--isolate-prefix", action="store_true",
                    help="teacher: the prefix does not attend to the action tokens (DVLAConfig.prefix_sees_actions)")
     a = p.parse_args(argv)
@@ -468,7 +489,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
         ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
         proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
-        keypoint_weight=a.keypoint_weight, init_from=a.init_from, noise=a.noise,
+        keypoint_weight=a.keypoint_weight, init_from=a.init_from, noise=a.noise, decoder=a.decoder,
         preset_overrides={"prefix_sees_actions": False} if a.isolate_prefix else {},
     )
 

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from transformers import DynamicCache
 
 from fast_dvla_ros.core.config import Attention
+from fast_dvla_ros.core.decoder_options import DecoderOptions, build_options
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.fast_backbone import FastQwen2, StaticKVCache
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
@@ -81,46 +83,38 @@ class Decoder:
     """
 
     name = "base"
+    Options: type[DecoderOptions] = DecoderOptions  # the decoder's options, declared once (core/decoder_options.py)
     attention: Attention = "block_causal"  # the mask this decoder runs the model with
     default_readout = "mean"  # see the class docstring
 
-    def __init__(
-        self,
-        model: DVLA,
-        tokens_per_step: int | None = None,
-        temperature: float = 0.0,
-        seed: int = 0,
-        backend: str = "fast",
-        readout: str | None = None,
-    ) -> None:
-        if tokens_per_step is not None and tokens_per_step < 1:
-            raise ValueError("tokens_per_step must be >= 1")
-        if temperature < 0:
-            raise ValueError("temperature must be >= 0")
+    def __init__(self, model: DVLA, options: DecoderOptions | None = None, **kwargs: Any) -> None:
+        """Built from ``options`` (an instance of ``Options``) or from keyword arguments naming its fields."""
+        if options is None:
+            options = build_options(self.Options, kwargs)
+        elif kwargs:
+            raise TypeError(f"{self.name}: pass either options or keyword arguments, not both")
+        if not isinstance(options, self.Options):
+            raise TypeError(f"{self.name} takes {self.Options.__name__}, got {type(options).__name__}")
+        self.options = options
         self.model = model
-        self.tokens_per_step = tokens_per_step
-        self.temperature = float(temperature)
-        self.generator = torch.Generator(device=model.device).manual_seed(seed)
+        self.tokens_per_step = options.tokens_per_step
+        self.temperature = options.temperature
+        self.generator = torch.Generator(device=model.device).manual_seed(options.seed)
         self._forwards = 0
         self.commit_counts = torch.zeros(0, dtype=torch.long)
         cfg = model.config
         self.P, self.H, self.D = model.prefix_len, cfg.horizon, cfg.action_dim
         self.N = self.H * self.D
         self.max_steps = self.N + self.H + 4  # every step commits >= 1 token: a hard bound against livelock
-        readout = self.default_readout if readout is None else readout
-        if readout not in ("mean", "argmax"):
-            raise ValueError(f"readout must be 'mean' or 'argmax', got {readout!r}")
-        self.readout = readout
+        self.readout = readout = self.default_readout if options.readout is None else options.readout
         gripper = model.action_tokenizer.space.gripper_index
         # per chunk position: read out by the predictive mean (ordinal joint motion) or not (gripper);
         # built once on the model's device, None = argmax everywhere
         dims = torch.tensor([readout == "mean" and d != gripper for d in range(self.D)])
         self._mean_positions = dims.repeat(self.H).to(model.device) if bool(dims.any()) else None
-        if backend not in ("fast", "transformers"):
-            raise ValueError(f"backend must be 'fast' or 'transformers', got {backend!r}")
         self.runner = (
             FastQwen2(model.backbone, model.seq_len)
-            if backend == "fast" and FastQwen2.supports(model.backbone)
+            if options.backend == "fast" and FastQwen2.supports(model.backbone)
             else None
         )
         self.backend = "fast" if self.runner is not None else "transformers"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from fast_dvla_ros.core.decoder_options import BidirectionalOptions
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
 from fast_dvla_ros.core.model import DVLA
@@ -20,13 +23,12 @@ class BidirectionalDecoder(Decoder):
     """
 
     name = "bidirectional"
+    Options = BidirectionalOptions
     attention = "bidirectional"
 
-    def __init__(self, model: DVLA, steps: int = 12, **kwargs) -> None:
-        super().__init__(model, **kwargs)
-        if steps < 1:
-            raise ValueError("steps must be >= 1")
-        self.steps = steps
+    def __init__(self, model: DVLA, options: BidirectionalOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(model, options, **kwargs)
+        self.steps = self.options.steps
 
     def schedule(self) -> list[int]:
         if self.tokens_per_step is not None:

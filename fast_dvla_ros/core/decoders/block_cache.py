@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from fast_dvla_ros.core.decoder_options import BlockCacheOptions
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
 from fast_dvla_ros.core.model import DVLA
@@ -21,10 +24,11 @@ class BlockCacheDecoder(Decoder):
     """
 
     name = "block_cache"
+    Options = BlockCacheOptions
 
-    def __init__(self, model: DVLA, tau_conf: float = 0.5, **kwargs) -> None:
-        super().__init__(model, **kwargs)
-        self.tau_conf = float(tau_conf)
+    def __init__(self, model: DVLA, options: BlockCacheOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(model, options, **kwargs)
+        self.tau_conf = self.options.tau_conf
 
     def _select(self, conf: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
         if self.tokens_per_step is not None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from fast_dvla_ros.core.decoder_options import PipelinedOptions
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
 from fast_dvla_ros.core.model import DVLA
@@ -29,23 +32,14 @@ class PipelinedDecoder(Decoder):
     """
 
     name = "pipelined"
+    Options = PipelinedOptions
 
-    def __init__(
-        self,
-        model: DVLA,
-        tau_conf: float = 0.5,
-        n: int = 2,
-        tau_add: float = 0.5,
-        tau_act: float = 0.7,
-        use_kv_cache: bool = True,
-        **kwargs,
-    ) -> None:
-        super().__init__(model, **kwargs)
-        if n < 1:
-            raise ValueError("n must be >= 1")
-        self.tau_conf, self.n, self.tau_add, self.tau_act = float(tau_conf), int(n), float(tau_add), float(tau_act)
+    def __init__(self, model: DVLA, options: PipelinedOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(model, options, **kwargs)
+        o = self.options
+        self.tau_conf, self.n, self.tau_add, self.tau_act = o.tau_conf, o.n, o.tau_add, o.tau_act
         # False = recompute prefix + all blocks every step (slow). Only for verifying that the cache is exact.
-        self.use_kv_cache = bool(use_kv_cache)
+        self.use_kv_cache = o.use_kv_cache
 
     def _commit_rule(self, conf: torch.Tensor, masked: torch.Tensor, full: torch.Tensor) -> torch.Tensor:
         """conf/masked [B, blocks, D], full [B, blocks] -> chosen [B, blocks, D]; each block on its own."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from fast_dvla_ros.core.decoder_options import PrefixCacheOptions
 from fast_dvla_ros.core.decoders import unmasking as U
 from fast_dvla_ros.core.decoders.base import Decoder, ObservationBatch
 from fast_dvla_ros.core.model import DVLA
@@ -23,11 +26,12 @@ class PrefixCacheDecoder(Decoder):
     """
 
     name = "prefix_cache"
+    Options = PrefixCacheOptions
     attention = "bidirectional"
 
-    def __init__(self, model: DVLA, tau_conf: float = 0.5, **kwargs) -> None:
-        super().__init__(model, **kwargs)
-        self.tau_conf = float(tau_conf)
+    def __init__(self, model: DVLA, options: PrefixCacheOptions | None = None, **kwargs: Any) -> None:
+        super().__init__(model, options, **kwargs)
+        self.tau_conf = self.options.tau_conf
 
     def _decode(self, batch: ObservationBatch) -> torch.Tensor:
         model = self.model
