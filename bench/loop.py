@@ -160,7 +160,21 @@ def loop_metrics(bag: Path) -> dict[str, Any]:
     if a.executor:
         out["executor"] = {k: int(v) for k, v in a.executor.totals.items()}
     out["motion"] = command_motion(bag)
+    out["gripper_changes"] = gripper_changes(a)
     return out
+
+
+def gripper_changes(analysis: Any) -> dict[str, Any] | None:
+    """Open/close changes of the gripper command per episode (each one a franka_gripper goal on a robot)."""
+    from fast_dvla_ros.evaluation.gripper import changes_per_episode
+
+    outcomes = analysis.series.outcomes
+    if not outcomes:
+        return None
+    n = changes_per_episode(analysis.gripper, [(o.time_s - o.duration_s, o.time_s) for o in outcomes])
+    failed = [c for c, o in zip(n, outcomes, strict=True) if not o.success]
+    return {"per_episode": n, "p50": float(np.median(n)), "p90": float(np.percentile(n, 90)), "max": int(max(n)),
+            "failed_p50": float(np.median(failed)) if failed else None}
 
 
 def _fmt_ms(d: dict[str, float] | None, key: str = "p50") -> str:
@@ -231,6 +245,11 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
         tot = m["executor"]
         lines.append(f"| executor underruns / watchdog trips | {tot.get('underruns', 0)} / "
                      f"{tot.get('watchdog_trips', 0)} |")
+    g = m.get("gripper_changes")
+    if g:
+        failed = "n/a" if g["failed_p50"] is None else f"{g['failed_p50']:.0f}"
+        lines.append(f"| gripper open/close changes per episode p50 / p90 / max (failed episodes p50) | "
+                     f"{g['p50']:.0f} / {g['p90']:.0f} / {g['max']} ({failed}) |")
     for k, v in m["motion"].items():
         lines.append(f"| {k} | {v:.3f} |")
     for n, c in m.get("cpu", {}).items():

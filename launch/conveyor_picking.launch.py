@@ -100,8 +100,8 @@ def robot_policy_and_executor(context: LaunchContext) -> list:
 
     config/conveyor_picking.yaml names the FR3's joints; other arms name theirs
     <robot_type>_joint1..7 (the same names as in their controller config), set here. With
-    load_gripper the executor also sends franka_gripper move/grasp goals (its ~/move and ~/grasp
-    action clients remapped to the franka_gripper node in the same namespace).
+    load_gripper the executor also sends franka_gripper grasp/move goals to ``franka_gripper/*`` in the
+    same namespace (the executor's ``franka_gripper_ns`` parameter: Jazzy does not remap action names).
     """
     robot_type = robot_type_of(context)
     if robot_type not in JOINT_LIMITS:
@@ -121,7 +121,6 @@ def robot_policy_and_executor(context: LaunchContext) -> list:
             "joint_limits": JOINT_LIMITS[robot_type],
             "use_franka_gripper": with_gripper,
         },
-        robot_executor_remaps=[("~/move", "franka_gripper/move"), ("~/grasp", "franka_gripper/grasp")],
     )
 
 

@@ -25,7 +25,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from fast_dvla_ros.bag.record_command import record_command, ros2_bag_available, timestamped_bag_dir
-from fast_dvla_ros.core.decoder_options import DECODER_NAMES, DecoderSpecError, parse_decoder_spec
+from fast_dvla_ros.core.decoder_options import DecoderSpecError, parse_decoder_spec
 
 PACKAGE = "fast_dvla_ros"
 POLICY_NODE = "fast_dvla_policy"
@@ -133,15 +133,30 @@ def policy_executor_arguments(
         DeclareLaunchArgument(
             "decoder",
             default_value="",
-            description=f"Policy decoder spec: {', '.join(DECODER_NAMES)}, optionally with options, e.g. "
-            "pipelined:n=2 (empty: params_file's; '' there = the checkpoint's decoder and settings)",
+            description="Policy decoder spec NAME[:key=value,...], e.g. pipelined:n=2, checked against the "
+            "decoder registry before any node starts (empty: params_file's; '' there = the checkpoint's decoder)",
         ),
         DeclareLaunchArgument(
             "blend_mode",
             default_value="",
             description="Executor chunk blending mode (empty: the one in params_file)",
         ),
+        DeclareLaunchArgument(
+            "dry_run",
+            default_value="false",
+            description="Executor publishes its trajectory and gripper commands on chunk_executor/dry_run/* only "
+            "(recorded with record:=true); the controller and the gripper are never commanded",
+        ),
+        DeclareLaunchArgument(
+            "robot_state_topic",
+            default_value="franka_robot_state_broadcaster/robot_state",
+            description="franka_msgs/FrankaRobotState the executor watches for reflexes and errors",
+        ),
     ]
+
+
+def is_true(context: LaunchContext, name: str) -> bool:
+    return LaunchConfiguration(name).perform(context).strip().lower() in ("true", "1", "yes")
 
 
 def overrides(context: LaunchContext, params: dict[str, type]) -> dict[str, object]:
@@ -177,7 +192,11 @@ def policy_and_executor_nodes(
             parse_decoder_spec(str(policy_overrides["decoder"]))
         except DecoderSpecError as exc:
             raise ValueError(f"launch argument decoder:={policy_overrides['decoder']}: {exc}") from None
-    executor_overrides = {**(robot_executor_params or {}), **overrides(context, {"blend_mode": str})}
+    executor_overrides = {
+        **(robot_executor_params or {}),
+        **overrides(context, {"blend_mode": str}),
+        "dry_run": is_true(context, "dry_run"),
+    }
     log_args = ["--ros-args", "--log-level", LaunchConfiguration("log_level")]
     policy = Node(
         package=PACKAGE,
@@ -210,6 +229,7 @@ def policy_and_executor_nodes(
             ("~/joint_trajectory", LaunchConfiguration("trajectory_topic")),
             ("~/gripper_command", LaunchConfiguration("gripper_command_topic")),
             ("~/episode_start", LaunchConfiguration("episode_start_topic")),
+            ("~/robot_state", LaunchConfiguration("robot_state_topic")),
             *(robot_executor_remaps or []),
         ],
         arguments=log_args,
@@ -223,7 +243,7 @@ def policy_and_executor_nodes(
 def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
     """A recorder of the run's topics (for an OpaqueFunction; needs resolved arguments): ``ros2 bag record``
     where rosbag2 is installed, else the package's own MCAP recorder (fast-dvla-record)."""
-    if LaunchConfiguration("record").perform(context).lower() not in ("true", "1", "yes"):
+    if not is_true(context, "record"):
         return []
     ns = LaunchConfiguration("namespace").perform(context)
     topics = [
@@ -239,7 +259,9 @@ def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
         )
     ]
     topics += [f"{EXECUTOR_NODE}/status", "/diagnostics", *extra_topics]
-    if LaunchConfiguration("record_images").perform(context).lower() in ("true", "1", "yes"):
+    if is_true(context, "dry_run"):  # what the executor would have sent: a dry-run bag evaluates like any other
+        topics += [f"{EXECUTOR_NODE}/dry_run/joint_trajectory", f"{EXECUTOR_NODE}/dry_run/gripper_command"]
+    if is_true(context, "record_images"):
         topics.append(LaunchConfiguration("image_topic").perform(context))
     out = timestamped_bag_dir(LaunchConfiguration("bag_dir").perform(context))
     out.parent.mkdir(parents=True, exist_ok=True)

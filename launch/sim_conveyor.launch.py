@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast_dvla_common import (
     PACKAGE,
     bag_recorder,
+    is_true,
     overrides,
     policy_and_executor_nodes,
     policy_executor_arguments,
@@ -46,7 +47,12 @@ def simulator(context: LaunchContext) -> list:
         executable="sim_node",
         name=SIM_NODE,
         namespace=LaunchConfiguration("namespace"),
-        parameters=[LaunchConfiguration("params_file"), overrides(context, {"episodes": int, "seed": int})],
+        parameters=[
+            LaunchConfiguration("params_file"),
+            overrides(context, {"episodes": int, "seed": int}),
+            # a dry run never commands the arm: an episode waiting for the first command would never start
+            {"wait_for_first_command": False} if is_true(context, "dry_run") else {},
+        ],
         arguments=["--ros-args", "--log-level", LaunchConfiguration("log_level")],
         output="screen",
         emulate_tty=True,

@@ -100,7 +100,8 @@ def test_show_args_describes_every_argument(launch_env: dict[str, str], launch_f
     blocks = re.findall(r"^    '(\w+)':\n        (.*)\n", proc.stdout, re.M)
     names = [name for name, _ in blocks]
     common = {"namespace", "params_file", "start_policy", "start_executor", "image_topic", "record", "bag_dir",
-              "checkpoint", "decoder", "blend_mode", "episode_start_topic", "action_chunk_topic"}  # fmt: skip
+              "checkpoint", "decoder", "blend_mode", "episode_start_topic", "action_chunk_topic", "dry_run",
+              "robot_state_topic"}  # fmt: skip
     own = {
         "sim_conveyor.launch.py": {"episodes", "seed", "start_sim"},
         "conveyor_picking.launch.py": {"robot_ip", "robot_type", "arm_id", "use_fake_hardware", "camera"},
@@ -144,6 +145,38 @@ def test_sim_launch_ends_after_its_episodes_and_records_a_bag_fast_dvla_eval_rea
                             capture_output=True, text=True, timeout=180, env=launch_env)  # fmt: skip
     assert report.returncode == 0, report.stdout + report.stderr
     assert Path(report.stdout.strip().splitlines()[-1]).is_file(), report.stdout
+
+
+def test_dry_run_never_commands_the_simulated_arm_and_its_bag_evaluates(
+    launch_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``dry_run:=true``: the executor's commands go to chunk_executor/dry_run/* (recorded), nothing reaches
+    the simulator's controller topic, the arm stays put (the episode times out), and fast-dvla-eval reads
+    the bag's dry-run commands like any others."""
+    run = Launch(launch_env, "sim_conveyor.launch.py", "episodes:=1", "dry_run:=true", "record:=true",
+                 f"bag_dir:={tmp_path}")  # fmt: skip
+    try:
+        code = run.wait(STARTUP_TIMEOUT_S + 60.0)
+        out = run.output
+        assert code is not None, f"still running after the episode:\n{out[-3000:]}"
+    finally:
+        run.kill()
+    assert code == 0 and "Traceback" not in out, out[-3000:]
+    assert "DRY RUN" in out, out[-3000:]
+    bag = sorted(tmp_path.glob("fast_dvla_*"))[0]
+
+    from fast_dvla_ros.bag.reader import list_topics, read_messages
+
+    counts = {t.name: t.count for t in list_topics(bag)}
+    assert counts.get("/chunk_executor/dry_run/joint_trajectory", 0) > 30, counts
+    assert counts.get("/conveyor_sim/joint_trajectory", 0) == 0, counts
+    outcomes = [m for _, _, m in read_messages(bag, ["/conveyor_sim/episode_outcome"])]
+    assert len(outcomes) == 1 and not outcomes[0].success, counts
+    report = subprocess.run([sys.executable, "-m", "fast_dvla_ros.evaluation.cli", str(bag)],
+                            capture_output=True, text=True, timeout=180, env=launch_env)  # fmt: skip
+    assert report.returncode == 0, report.stdout + report.stderr
+    text = Path(report.stdout.strip().splitlines()[-1]).read_text()
+    assert "dry_run/joint_trajectory" in text, text[:3000]
 
 
 # --- ROS tools on one running graph -----------------------------------------------------------------

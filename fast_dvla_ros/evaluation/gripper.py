@@ -42,3 +42,12 @@ def gripper_events(times_s: np.ndarray, widths_m: np.ndarray, max_width_m: float
             state = "open"
             events.append(GripperEvent(float(t), "open", float(w)))
     return events
+
+
+def changes_per_episode(events: list[GripperEvent], episodes: list[tuple[float, float]]) -> list[int]:
+    """Open/close events inside each episode, ``episodes`` = (start, end) times in the events' clock.
+
+    What a real Franka Hand is asked to do: each change is a franka_gripper goal (0.5-1 s on the hand).
+    A pick needs two (close on the block, open over the bin); a retry two more.
+    """
+    return [sum(1 for e in events if start < e.time_s <= end) for start, end in episodes]
