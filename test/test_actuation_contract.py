@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fast_dvla_ros.core.actuation import STEP_PHASE, hold_sample_time, step_times
-from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, load_joint_limits
+from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, ReceivedChunk, load_joint_limits
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator
 from fast_dvla_ros.train.closed_loop import ChunkStepper
 
@@ -83,7 +83,7 @@ def test_executor_points_pass_through_step_k_at_its_mid_step_time() -> None:
                   step_period=DT, stamp=t0, sequence_id=1, action_kind="joint_position")
     # the executor anchors a 'latest' plan at what it commands now; anchor it on step 0 to compare cleanly
     core.q_ref = chunk[0, :7].copy()
-    assert core.add_chunk(now, **fields)
+    assert core.add_chunk(now, ReceivedChunk(**fields))
     cmd = core.tick(now)
     assert cmd.positions is not None and cmd.times_from_start is not None
     follower = JtcInterpolator(NAMES, chunk[0, :7])

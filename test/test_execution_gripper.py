@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 import pytest
 
-from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, ExecutorState, load_joint_limits
+from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, ExecutorState, ReceivedChunk, load_joint_limits
 from fast_dvla_ros.execution.gripper import (
     GRASP,
     HOMING,
@@ -128,10 +128,10 @@ def _core(**kw) -> ExecutorCore:
 
 
 def _chunk(core: ExecutorCore, now: float, gripper: float, q: np.ndarray = HOME, h: int = 16) -> bool:
-    return core.add_chunk(
-        now, joint_names=NAMES, actions=np.tile(q, h), gripper=np.full(h, gripper), horizon=h,
+    return core.add_chunk(now, ReceivedChunk(
+        joint_names=NAMES, actions=np.tile(q, h), gripper=np.full(h, gripper), horizon=h,
         step_period=DT, stamp=now, sequence_id=int(now * 1000), action_kind="joint_position",
-    )  # fmt: skip
+    ))  # fmt: skip
 
 
 def test_core_sends_decided_widths_only() -> None:

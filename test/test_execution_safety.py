@@ -10,6 +10,7 @@ from fast_dvla_ros.execution import (
     ExecutorCore,
     ExecutorState,
     ObservationError,
+    ReceivedChunk,
     SafetyFilter,
     Watchdog,
     decode_raw_image,
@@ -118,7 +119,7 @@ def test_executor_refuses_without_a_valid_joint_state_then_executes_and_holds() 
     assert core.update_joint_state([*NAMES, "panda_finger_joint1"], [*HOME, 0.02], 0.05)
     assert core.tick(0.06).state == ExecutorState.WAITING_FOR_CHUNK
     target = np.tile(HOME + 0.5, (8, 1))  # far away: must be rate limited
-    assert core.add_chunk(0.07, **_fields(target, stamp=0.07))
+    assert core.add_chunk(0.07, ReceivedChunk(**_fields(target, stamp=0.07)))
     prev, last = HOME, 0.06
     vmax = PANDA.velocity * 0.5
     for k in range(1, 10):
@@ -164,7 +165,7 @@ def test_executor_reanchors_to_the_arm_when_it_is_far_from_the_command() -> None
     core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.3)
     core.update_joint_state(NAMES, HOME, 0.0)
     core.tick(0.0)
-    assert core.add_chunk(0.01, **_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.01))
+    assert core.add_chunk(0.01, ReceivedChunk(**_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.01)))
     assert core.tick(0.04).state == ExecutorState.EXECUTING
     moved = HOME.copy()
     moved[0] += 1.0  # e.g. the simulator reset the arm, or a collision pushed it
@@ -175,10 +176,10 @@ def test_executor_reanchors_to_the_arm_when_it_is_far_from_the_command() -> None
     assert np.allclose(cmd.positions, moved) and np.all(cmd.velocities == 0.0)
     assert np.allclose(core.q_ref, moved) and "re-anchored" in core.counters.last_event
     # a chunk decoded from an observation before the jump (in flight) is dropped, not blended
-    assert not core.add_chunk(0.075, **_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.04))
+    assert not core.add_chunk(0.075, ReceivedChunk(**_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.04)))
     assert core.counters.chunks_superseded == 1
     # the next chunk is planned from where the arm really is
-    assert core.add_chunk(0.08, **_fields(np.tile(moved, (8, 1)), stamp=0.08))
+    assert core.add_chunk(0.08, ReceivedChunk(**_fields(np.tile(moved, (8, 1)), stamp=0.08)))
     cmd = core.tick(0.1)
     assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], moved, atol=1e-6)
 
@@ -198,7 +199,7 @@ def test_episode_start_drops_pre_reset_chunks_and_holds_at_the_pose_measured_aft
     core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.5)
     core.update_joint_state(NAMES, HOME, 0.0, stamp=0.0)
     core.tick(0.0)
-    assert core.add_chunk(0.01, **_fields(np.tile(HOME + 0.2, (8, 1)), gripper=np.zeros(8), stamp=0.01))
+    assert core.add_chunk(0.01, ReceivedChunk(**_fields(np.tile(HOME + 0.2, (8, 1)), gripper=np.zeros(8), stamp=0.01)))
     assert core.tick(0.04).state == ExecutorState.EXECUTING
     core.start_episode(stamp=1.0, now=1.002)
     reset_pose = HOME + np.array([0.1, 0, 0, 0, 0, 0, 0])  # within the re-anchor tolerance: only the signal helps
@@ -211,10 +212,10 @@ def test_episode_start_drops_pre_reset_chunks_and_holds_at_the_pose_measured_aft
     assert np.allclose(cmd.positions, reset_pose) and np.all(cmd.velocities == 0.0)
     assert cmd.gripper is None  # the reset opened the gripper: the last episode's width must not be re-sent
     # the chunk decoded from the last image before the reset arrives after it: dropped
-    assert not core.add_chunk(1.02, **_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.98))
+    assert not core.add_chunk(1.02, ReceivedChunk(**_fields(np.tile(HOME + 0.2, (8, 1)), stamp=0.98)))
     assert core.counters.chunks_superseded == 1
     assert core.tick(1.044).state == ExecutorState.WAITING_FOR_CHUNK  # still holding
-    assert core.add_chunk(1.05, **_fields(np.tile(reset_pose, (8, 1)), stamp=1.04))
+    assert core.add_chunk(1.05, ReceivedChunk(**_fields(np.tile(reset_pose, (8, 1)), stamp=1.04)))
     cmd = core.tick(1.077)
     assert cmd.state == ExecutorState.EXECUTING and np.allclose(cmd.positions[0], reset_pose, atol=1e-6)
 
@@ -223,7 +224,7 @@ def test_executor_counts_sub_millimetre_clamps_without_an_empty_event() -> None:
     core = ExecutorCore(PANDA, watchdog_timeout_s=0.5)
     core.update_joint_state(NAMES, HOME, 10.0)
     a = np.tile(HOME, (8, 1))
-    assert core.add_chunk(10.0, **_fields(a, gripper=np.full(8, -0.0003)))
+    assert core.add_chunk(10.0, ReceivedChunk(**_fields(a, gripper=np.full(8, -0.0003))))
     assert core.counters.clamped_values == 8
     assert core.counters.events == []  # nothing to report (an empty event used to log blank warnings)
 
@@ -232,7 +233,7 @@ def test_a_finite_joint_state_outside_the_limits_is_ignored_and_reported_not_rea
     core = ExecutorCore(PANDA, watchdog_timeout_s=0.5, reanchor_tolerance=0.3)
     assert core.update_joint_state(NAMES, HOME, 0.0)
     core.tick(0.0)
-    assert core.add_chunk(0.01, **_fields(np.tile(HOME, (8, 1)), stamp=0.01))
+    assert core.add_chunk(0.01, ReceivedChunk(**_fields(np.tile(HOME, (8, 1)), stamp=0.01)))
     assert core.tick(0.04).state == ExecutorState.EXECUTING
     wrong = HOME.copy()
     wrong[3] = 0.1  # Panda joint 4 lives in [-3.0718, -0.0698]: finite, but no pose the arm can be in

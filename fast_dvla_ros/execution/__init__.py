@@ -7,7 +7,7 @@ from fast_dvla_ros.execution.blender import BLEND_MODES, Chunk, ChunkBlender
 from fast_dvla_ros.execution.executor_core import ExecutorCore, ExecutorState, TickCommand
 from fast_dvla_ros.execution.limits import JointLimits, load_joint_limits
 from fast_dvla_ros.execution.observation_guard import ObservationError, decode_raw_image, is_fresh, pick_joints
-from fast_dvla_ros.execution.safety import ChunkRejected, SafetyFilter, validate_chunk
+from fast_dvla_ros.execution.safety import ChunkRejected, ReceivedChunk, SafetyFilter, validate_chunk
 from fast_dvla_ros.execution.watchdog import Watchdog
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "ExecutorState",
     "JointLimits",
     "ObservationError",
+    "ReceivedChunk",
     "SafetyFilter",
     "TickCommand",
     "Watchdog",

@@ -42,7 +42,7 @@ from fast_dvla_ros.execution.blender import ChunkBlender, finite_difference_velo
 from fast_dvla_ros.execution.gripper import GripperDecider, GripperSettings
 from fast_dvla_ros.execution.limits import JointLimits
 from fast_dvla_ros.execution.observation_guard import ObservationError, check_within_limits, pick_joints
-from fast_dvla_ros.execution.safety import ChunkRejected, SafetyFilter, validate_chunk
+from fast_dvla_ros.execution.safety import ChunkRejected, ReceivedChunk, SafetyFilter, validate_chunk
 from fast_dvla_ros.execution.watchdog import Watchdog
 
 
@@ -196,16 +196,16 @@ class ExecutorCore:
         self._hold_when_waiting = True
         self.counters.event(f"recovered from '{was}': re-anchored, holding until a new chunk")
 
-    def add_chunk(self, now: float, **fields: object) -> bool:
-        """Validate and blend a chunk (fields as in validate_chunk); False if rejected or useless."""
+    def add_chunk(self, now: float, received: ReceivedChunk) -> bool:
+        """Validate and blend a chunk (see validate_chunk); False if rejected or useless."""
         c = self.counters
         c.chunks_received += 1
         if self.q_measured is None:
             # Without a joint state the plan cannot be anchored to the arm: nothing is planned yet.
-            c.event(f"chunk {fields.get('sequence_id', '?')} ignored: no valid joint state yet")
+            c.event(f"chunk {received.sequence_id} ignored: no valid joint state yet")
             return False
         try:
-            chunk, clamp = validate_chunk(limits=self.limits, now=now, **fields)  # type: ignore[arg-type]
+            chunk, clamp = validate_chunk(limits=self.limits, now=now, **received.fields())  # type: ignore[arg-type]
         except (ChunkRejected, TypeError, ValueError) as exc:
             c.chunks_rejected += 1
             c.event(f"chunk rejected: {exc}")

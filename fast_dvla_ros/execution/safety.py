@@ -26,6 +26,23 @@ class ChunkRejected(ValueError):
     """A chunk that must not reach the arm; the message says why."""
 
 
+@dataclass(frozen=True)
+class ReceivedChunk:
+    """An ActionChunk as it arrives, before validation (fields as in msg/ActionChunk.msg, times in seconds)."""
+
+    joint_names: Sequence[str]
+    actions: Sequence[float]  # row-major horizon x len(joint_names)
+    gripper: Sequence[float]  # horizon widths (m)
+    horizon: int
+    step_period: float
+    stamp: float  # the observation's time; 0: "observed now"
+    sequence_id: int
+    action_kind: str = JOINT_POSITION
+
+    def fields(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
 @dataclass
 class ClampReport:
     count: int = 0

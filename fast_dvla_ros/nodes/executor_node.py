@@ -33,7 +33,7 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from fast_dvla_ros.execution import BLEND_MODES, ChunkBlender, ExecutorCore, load_joint_limits
+from fast_dvla_ros.execution import BLEND_MODES, ChunkBlender, ExecutorCore, ReceivedChunk, load_joint_limits
 from fast_dvla_ros.execution.executor_core import ExecutorState, TickCommand
 from fast_dvla_ros.execution.gripper import GripperSettings
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart, ExecutorStatus
@@ -184,8 +184,7 @@ class ExecutorNode(Node):
         self.core.start_episode(time_to_sec(msg.header.stamp), self._now())
 
     def _on_chunk(self, msg: ActionChunk) -> None:
-        accepted = self.core.add_chunk(
-            self._now(),
+        received = ReceivedChunk(
             joint_names=list(msg.joint_names),
             actions=np.asarray(msg.actions, dtype=np.float64),
             gripper=np.asarray(msg.gripper, dtype=np.float64),
@@ -195,7 +194,7 @@ class ExecutorNode(Node):
             sequence_id=int(msg.sequence_id),
             action_kind=msg.action_kind,
         )
-        if accepted and self.command_on_chunk:
+        if self.core.add_chunk(self._now(), received) and self.command_on_chunk:
             self._send(self.core.tick(self._now()))
 
     def _set_realtime_priority(self, priority: int) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 
 from fast_dvla_ros.core.policy import Policy, PolicyResult
 from fast_dvla_ros.core.policy_runner import PendingObservation, PolicyRunner
-from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, TickCommand, load_joint_limits
+from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, ReceivedChunk, TickCommand, load_joint_limits
 from fast_dvla_ros.execution.gripper import GripperSettings
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator, TrajectoryRejected
 
@@ -295,10 +295,10 @@ class RealtimeLoop:
     # ------------------------------------------------------------------ executor node
     def _on_chunk(self, result: PolicyResult, stamp: float, seq: int) -> None:
         a = np.asarray(result.actions, dtype=np.float64)
-        accepted = self.core.add_chunk(
-            self.t, joint_names=self.names, actions=a[:, :7].reshape(-1), gripper=a[:, 7], horizon=a.shape[0],
+        accepted = self.core.add_chunk(self.t, ReceivedChunk(
+            joint_names=self.names, actions=a[:, :7].reshape(-1), gripper=a[:, 7], horizon=a.shape[0],
             step_period=1.0 / self.env.control_hz, stamp=stamp, sequence_id=seq, action_kind="joint_position",
-        )
+        ))
         if accepted:
             self._pending_chunks.append((stamp, self.t))
             if self.s.command_on_chunk:
