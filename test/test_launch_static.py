@@ -477,3 +477,90 @@ def test_robot_type_parameters_are_declared_node_parameters() -> None:
         undeclared = sorted(names - set(_node_parameters(node_name)))
         assert not undeclared, f"the robot launch sets parameters {node_name} does not declare: {undeclared}"
 
+
+# --- the graph's topics: one table (fast_dvla_ros/graph/topics.py) for launch files, demo and docs ---------
+
+
+def _launch_remaps() -> dict[str, set[tuple[str, str, str]]]:
+    """Node name -> {(private name, launch argument, suffix)} of fast_dvla_common's remappings."""
+    constants = _constants_for(COMMON)
+    out: dict[str, set[tuple[str, str, str]]] = {}
+    for call in _calls(_tree(COMMON), "Node"):
+        rules = out.setdefault(_const(_keyword(call, "name"), constants), set())
+        for item in getattr(_keyword(call, "remappings"), "elts", []):
+            if isinstance(item, ast.Starred):  # the robot launch's extras
+                continue
+            private, target = item.elts
+            suffix = ""
+            if isinstance(target, ast.List):  # [LaunchConfiguration("x"), "/suffix"]
+                target, suffix = target.elts[0], _const(target.elts[1], constants)
+            assert _calls(target, "LaunchConfiguration"), ast.unparse(item)
+            rules.add((_const(private, constants), _const(target.args[0], constants), suffix))
+    return out
+
+
+def test_launch_remaps_are_the_topic_table() -> None:
+    expected: dict[str, set[tuple[str, str, str]]] = {}
+    for t in graph.TOPICS:
+        for ep in (*t.publishers, *t.subscribers) if t.argument else ():
+            if ep.node != graph.SIM_NODE:  # the simulator keeps its private names (the sim defaults)
+                expected.setdefault(ep.node, set()).add((ep.name, t.argument, t.suffix))
+    assert _launch_remaps() == expected
+
+
+def test_topic_table_defaults_are_consistent() -> None:
+    for t in graph.TOPICS:
+        for ep in (*t.publishers, *t.subscribers):
+            if ep.node == graph.SIM_NODE:  # so the simulator needs no remapping in its own graph
+                assert t.sim == f"{graph.SIM_NODE}/{ep.name.removeprefix('~/')}", t.key
+            if ep.name.startswith("/"):
+                assert t.robot == t.sim == ep.name, t.key
+        if t.suffix:
+            base = next(b for b in graph.TOPICS if b.argument == t.argument and not b.suffix)
+            assert (t.robot, t.sim) == (base.robot + t.suffix, base.sim + t.suffix), t.key
+    # the sim launch's remaps in the demo: every rule the launch gives a node in the sim graph
+    for node, rules in _launch_remaps().items():
+        sim = graph.launch_defaults("sim")
+        assert graph.remaps(node, "sim") == {p: graph.global_name(sim[a] + s) for p, a, s in rules}, node
+
+
+def test_launch_topic_arguments_are_the_topic_table() -> None:
+    declared = {
+        name for name in _declared(_tree(COMMON), _constants_for(COMMON)) if name and name.endswith("_topic")
+    }
+    assert declared == {t.argument for t in graph.TOPICS if t.argument}
+    for graph_name, launch_file in (("robot", "conveyor_picking.launch.py"), ("sim", "sim_conveyor.launch.py")):
+        call = next(iter(_calls(_tree(LAUNCH / launch_file), "policy_executor_arguments")))
+        assert _const(_keyword(call, "graph"), {}) == graph_name, launch_file
+
+
+def _qos_profiles() -> set[str]:
+    tree = _tree(NODES_DIR / "qos.py")
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
+def test_node_endpoints_are_the_topic_table() -> None:
+    """Every publisher and subscription a node creates under a literal name is in the table, with its type and
+    QoS, and every endpoint the table lists exists (the executor's dry-run switch builds two names)."""
+    table = {(ep.node, ep.name): t for t in graph.TOPICS for ep in (*t.publishers, *t.subscribers)}
+    assert {t.qos for t in graph.TOPICS} <= _qos_profiles()
+    seen = set()
+    for node_name, module in NODE_MODULES.items():
+        tree = _tree(NODES_DIR / f"{module}.py")
+        for kind in ("create_publisher", "create_subscription"):
+            for call in _calls(tree, kind):
+                msg_type, name = ast.unparse(call.args[0]), _const(call.args[1], {})
+                qos = ast.unparse(call.args[3 if kind == "create_subscription" else 2])
+                if name is None:  # the executor's out + "joint_trajectory": ~/ or ~/dry_run/
+                    names = [n + ast.unparse(call.args[1]).split("+")[-1].strip().strip("'\"")
+                             for n in ("~/", "~/dry_run/")]  # fmt: skip
+                else:
+                    names = [name]
+                for n in names:
+                    t = table.get((node_name, n))
+                    assert t is not None, f"{module}: {n} is not in fast_dvla_ros/graph/topics.py"
+                    assert t.msg_type.rsplit("/", 1)[-1] == msg_type and t.qos == qos, (module, n, msg_type, qos)
+                    seen.add((node_name, n))
+    # franka.py subscribes ~/robot_state for the executor (only where franka_msgs is installed)
+    assert set(table) - seen == {(graph.EXECUTOR_NODE, "~/robot_state")}
+
