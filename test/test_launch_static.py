@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fast_dvla_ros.graph import markdown as graph_docs
 from fast_dvla_ros.graph import topics as graph
 from fast_dvla_ros.graph.parameters import NODE_PARAMETERS
 from ros_peers.shared import FRANKA_RELEASES, franka_release, shared_dir
@@ -564,3 +565,28 @@ def test_node_endpoints_are_the_topic_table() -> None:
     # franka.py subscribes ~/robot_state for the executor (only where franka_msgs is installed)
     assert set(table) - seen == {(graph.EXECUTOR_NODE, "~/robot_state")}
 
+
+def test_launch_docs_generated_sections_are_up_to_date() -> None:
+    doc = (ROOT / "docs" / "LAUNCH.md").read_text(encoding="utf-8")
+    fix = "python -m fast_dvla_ros.graph --write docs/LAUNCH.md"
+    for name in graph_docs.SECTIONS:
+        assert doc.count(graph_docs.section(name)) == 1, f"docs/LAUNCH.md: {name} section out of date: {fix}"
+    assert graph_docs.replace_sections(doc) == doc
+
+
+def test_nodes_readme_commands_use_the_topic_table() -> None:
+    """fast_dvla_ros/nodes/README.md starts the simulator graph by hand: the same remaps as the launch and demo."""
+    text = (NODES_DIR / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    modules = {module: node for node, module in NODE_MODULES.items()}
+    found = {}
+    for line in text.splitlines():
+        m = re.search(r"-m fast_dvla_ros\.nodes\.(\w+) --ros-args(.*)", line)
+        if m:
+            rules = dict(r.split(":=", 1) for r in re.findall(r"-r (\S+)", m.group(2)) if not r.startswith("__"))
+            found[modules[m.group(1)]] = rules
+    assert set(found) == set(NODE_MODULES)
+    for node, rules in found.items():
+        # the README leaves out the two rules to topics nobody publishes in the simulator
+        unused = ("~/image/compressed", "~/robot_state")
+        expected = {k: v for k, v in graph.remaps(node, "sim").items() if k not in unused}
+        assert rules == expected, node
