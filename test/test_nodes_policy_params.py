@@ -48,7 +48,8 @@ def test_the_node_declares_its_table() -> None:
     from fast_dvla_ros.graph.parameters import POLICY_PARAMETERS
 
     with policy_node(f"checkpoint:={DISTILLED}") as node:
-        assert [n for n in node._parameters if n != "use_sim_time"] == [p.name for p in POLICY_PARAMETERS]
+        rclpy_own = ("use_sim_time", "start_type_description_service")
+        assert [n for n in node._parameters if n not in rclpy_own] == [p.name for p in POLICY_PARAMETERS]
         for p in POLICY_PARAMETERS:
             d = node.describe_parameter(p.name)
             assert d.description.startswith(p.description) and d.read_only == p.read_only, p.name
