@@ -25,20 +25,22 @@ from pathlib import Path
 
 from fast_dvla_ros.core.decoder_options import decoder_spec_argument
 from fast_dvla_ros.execution.blender import BLEND_MODES
+from fast_dvla_ros.graph import topics as graph
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Global topic names of the demo graph (the nodes use private ~/ names; remapped below).
+# Global topic names of the demo graph: the simulator launch's defaults (fast_dvla_ros/graph/topics.py).
+_SIM = graph.names("sim")
 TOPICS = {
-    "image": "/camera/image_raw",
-    "joint_states": "/joint_states",
-    "instruction": "/fast_dvla/instruction",
-    "action_chunk": "/fast_dvla/action_chunk",
-    "trajectory": "/fast_dvla/joint_trajectory",
-    "gripper": "/fast_dvla/gripper_command",
-    "status": "/chunk_executor/status",
-    "outcome": "/conveyor_sim/episode_outcome",
-    "episode_start": "/fast_dvla/episode_start",
+    "image": _SIM["image"],
+    "joint_states": _SIM["policy_joint_states"],
+    "instruction": _SIM["instruction"],
+    "action_chunk": _SIM["action_chunk"],
+    "trajectory": _SIM["trajectory"],
+    "gripper": _SIM["gripper_command"],
+    "status": _SIM["status"],
+    "outcome": _SIM["episode_outcome"],
+    "episode_start": _SIM["episode_start"],
 }
 RECORDED = [
     (TOPICS["action_chunk"], "fast_dvla_ros/msg/ActionChunk"),
@@ -62,7 +64,7 @@ def _ros_args(node: str, params_file: Path, remaps: dict[str, str], params: dict
 
 
 def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list[str]]:
-    """The three node processes with the demo's remappings (same wiring as sim_conveyor.launch.py)."""
+    """The three node processes, remapped as sim_conveyor.launch.py remaps them (graph.remaps)."""
 
     def cmd(module: str, ros_args: list[str]) -> list[str]:
         return [sys.executable, "-m", f"fast_dvla_ros.nodes.{module}", *ros_args]
@@ -72,24 +74,14 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
         policy_params["checkpoint"] = str(Path(args.checkpoint).resolve())
     return {
         "sim": cmd("sim_node", _ros_args(
-            "conveyor_sim", params_file,
-            {"~/image": TOPICS["image"], "~/joint_states": TOPICS["joint_states"],
-             "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"],
-             "~/instruction": TOPICS["instruction"], "~/episode_start": TOPICS["episode_start"]},
+            graph.SIM_NODE, params_file, graph.remaps(graph.SIM_NODE, "sim"),
             {"episodes": str(args.episodes), "seed": str(args.seed)},
         )),
         "policy": cmd("policy_node", _ros_args(
-            "fast_dvla_policy", params_file,
-            {"~/image": TOPICS["image"], "~/joint_states": TOPICS["joint_states"],
-             "~/instruction": TOPICS["instruction"], "~/action_chunk": TOPICS["action_chunk"],
-             "~/episode_start": TOPICS["episode_start"]},
-            policy_params,
+            graph.POLICY_NODE, params_file, graph.remaps(graph.POLICY_NODE, "sim"), policy_params,
         )),
         "executor": cmd("executor_node", _ros_args(
-            "chunk_executor", params_file,
-            {"~/action_chunk": TOPICS["action_chunk"], "~/joint_states": TOPICS["joint_states"],
-             "~/joint_trajectory": TOPICS["trajectory"], "~/gripper_command": TOPICS["gripper"],
-             "~/episode_start": TOPICS["episode_start"]},
+            graph.EXECUTOR_NODE, params_file, graph.remaps(graph.EXECUTOR_NODE, "sim"),
             {"blend_mode": args.blend_mode},
         )),
     }

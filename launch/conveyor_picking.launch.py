@@ -23,6 +23,7 @@ from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
 from fast_dvla_ros.franka_args import FrankaArgumentError, franka_launch_arguments
+from fast_dvla_ros.graph.topics import CONTROLLER
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast_dvla_common import (
@@ -32,7 +33,6 @@ from fast_dvla_common import (
     policy_executor_arguments,
 )
 
-CONTROLLER = "fast_dvla_trajectory_controller"
 # franka_ros2 robot types with a controller config here; joints are named <robot_type>_joint1..7
 # (fer: the Panda in franka_ros2 2.x). Other types (fp3, fr3v2) need controllers_yaml:=<file>.
 CONTROLLER_CONFIGS = {
@@ -197,14 +197,8 @@ def generate_launch_description() -> LaunchDescription:
             description="Arguments for the camera launch file, space separated name:=value pairs",
         ),
     ]
-    shared_args = policy_executor_arguments(
-        params_file="conveyor_picking.yaml",  # FR3 names; the robot type overrides the arm-specific ones
-        image_topic="/camera/camera/color/image_raw",  # realsense2_camera >= 4.54 default names
-        policy_joint_states="joint_states",  # arm + gripper, merged by franka_bringup at 30 Hz
-        executor_joint_states="franka/joint_states",  # arm alone, straight from the broadcaster
-        trajectory_topic=f"{CONTROLLER}/joint_trajectory",
-        gripper_topic="fast_dvla/gripper_command",
-    )
+    # FR3 names; the robot type overrides the arm-specific ones
+    shared_args = policy_executor_arguments(params_file="conveyor_picking.yaml", graph="robot")
     return LaunchDescription(
         [
             *robot_args,

@@ -4,15 +4,11 @@ Not a launch file itself (``ros2 launch`` lists only ``*.launch.py``); the two l
 it from their own folder. Both graphs run the same policy and executor nodes with the same
 parameter file; they differ only in what produces images and joint states and consumes commands.
 
-Topic wiring (CONTRACTS.md: the nodes use private ``~/`` names, remapped here):
-
-    camera/sim image ─> policy ~/image            policy ~/action_chunk ─> <action_chunk_topic>
-    joint states     ─> policy ~/joint_states     <action_chunk_topic>  ─> executor ~/action_chunk
-    <instruction_topic> ─> policy ~/instruction   executor ~/joint_trajectory ─> controller / sim
-    <episode_start_topic> ─> policy, executor ~/episode_start
-                                                  executor ~/gripper_command  ─> gripper / sim
-
-Relative topic names resolve inside the ``namespace`` argument, like the robot's own topics.
+Topic wiring: the nodes use private ``~/`` names (CONTRACTS.md), remapped here to the ``*_topic``
+arguments. Their defaults for each graph, types, QoS and endpoints are one table,
+fast_dvla_ros/graph/topics.py (docs/LAUNCH.md prints it); test/test_launch_static.py checks that the
+remappings below are the ones it lists. Relative topic names resolve inside the ``namespace`` argument,
+like the robot's own topics.
 """
 
 from __future__ import annotations
@@ -26,10 +22,9 @@ from launch_ros.substitutions import FindPackageShare
 
 from fast_dvla_ros.bag.record_command import record_command, ros2_bag_available, timestamped_bag_dir
 from fast_dvla_ros.core.decoder_options import DecoderSpecError, parse_decoder_spec
+from fast_dvla_ros.graph.topics import BY_KEY, EXECUTOR_NODE, POLICY_NODE, launch_defaults
 
 PACKAGE = "fast_dvla_ros"
-POLICY_NODE = "fast_dvla_policy"
-EXECUTOR_NODE = "chunk_executor"
 
 
 def default_params_file(name: str) -> PathJoinSubstitution:
@@ -37,18 +32,9 @@ def default_params_file(name: str) -> PathJoinSubstitution:
     return PathJoinSubstitution([FindPackageShare(PACKAGE), "config", name])
 
 
-def policy_executor_arguments(
-    *,
-    params_file: str,
-    image_topic: str,
-    policy_joint_states: str,
-    executor_joint_states: str,
-    trajectory_topic: str,
-    gripper_topic: str,
-    instruction_topic: str = "fast_dvla/instruction",
-    episode_start_topic: str = "fast_dvla/episode_start",
-) -> list[DeclareLaunchArgument]:
-    """Arguments of the policy/executor half; defaults differ between robot and simulator."""
+def policy_executor_arguments(*, params_file: str, graph: str) -> list[DeclareLaunchArgument]:
+    """Arguments of the policy/executor half; the topic defaults are ``graph``'s ("robot" or "sim")."""
+    topics = launch_defaults(graph)
     return [
         DeclareLaunchArgument(
             "namespace",
@@ -72,42 +58,42 @@ def policy_executor_arguments(
         ),
         DeclareLaunchArgument(
             "image_topic",
-            default_value=image_topic,
+            default_value=topics["image_topic"],
             description="sensor_msgs/Image the policy sees (its .../compressed twin is used when published)",
         ),
         DeclareLaunchArgument(
             "policy_joint_states_topic",
-            default_value=policy_joint_states,
+            default_value=topics["policy_joint_states_topic"],
             description="JointState with arm and gripper for the policy's proprioception",
         ),
         DeclareLaunchArgument(
             "executor_joint_states_topic",
-            default_value=executor_joint_states,
+            default_value=topics["executor_joint_states_topic"],
             description="JointState of the arm for the executor (the fastest source available)",
         ),
         DeclareLaunchArgument(
             "instruction_topic",
-            default_value=instruction_topic,
+            default_value=topics["instruction_topic"],
             description="std_msgs/String task instruction (transient local: publish it once)",
         ),
         DeclareLaunchArgument(
             "episode_start_topic",
-            default_value=episode_start_topic,
+            default_value=topics["episode_start_topic"],
             description="fast_dvla_ros/EpisodeStart: the scene was reset (policy and executor drop older data)",
         ),
         DeclareLaunchArgument(
             "action_chunk_topic",
-            default_value="fast_dvla/action_chunk",
+            default_value=topics["action_chunk_topic"],
             description="ActionChunk topic between policy and executor (must match on both machines)",
         ),
         DeclareLaunchArgument(
             "trajectory_topic",
-            default_value=trajectory_topic,
+            default_value=topics["trajectory_topic"],
             description="trajectory_msgs/JointTrajectory the executor streams to",
         ),
         DeclareLaunchArgument(
             "gripper_command_topic",
-            default_value=gripper_topic,
+            default_value=topics["gripper_command_topic"],
             description="std_msgs/Float64 gripper width command (m) of the executor",
         ),
         DeclareLaunchArgument("log_level", default_value="info", description="Log level of the fast_dvla_ros nodes"),
@@ -149,7 +135,7 @@ def policy_executor_arguments(
         ),
         DeclareLaunchArgument(
             "robot_state_topic",
-            default_value="franka_robot_state_broadcaster/robot_state",
+            default_value=topics["robot_state_topic"],
             description="franka_msgs/FrankaRobotState the executor watches for reflexes and errors",
         ),
     ]
@@ -258,9 +244,9 @@ def bag_recorder(context: LaunchContext, extra_topics: list[str]) -> list:
             "executor_joint_states_topic",
         )
     ]
-    topics += [f"{EXECUTOR_NODE}/status", "/diagnostics", *extra_topics]
+    topics += [BY_KEY["status"].robot, BY_KEY["diagnostics"].robot, *extra_topics]
     if is_true(context, "dry_run"):  # what the executor would have sent: a dry-run bag evaluates like any other
-        topics += [f"{EXECUTOR_NODE}/dry_run/joint_trajectory", f"{EXECUTOR_NODE}/dry_run/gripper_command"]
+        topics += [BY_KEY["dry_run_trajectory"].robot, BY_KEY["dry_run_gripper_command"].robot]
     if is_true(context, "record_images"):
         topics.append(LaunchConfiguration("image_topic").perform(context))
     out = timestamped_bag_dir(LaunchConfiguration("bag_dir").perform(context))

@@ -20,6 +20,8 @@ from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from fast_dvla_ros.graph.topics import BY_KEY, SIM_NODE
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast_dvla_common import (
     PACKAGE,
@@ -29,8 +31,6 @@ from fast_dvla_common import (
     policy_and_executor_nodes,
     policy_executor_arguments,
 )
-
-SIM_NODE = "conveyor_sim"
 
 
 def simulator(context: LaunchContext) -> list:
@@ -85,23 +85,15 @@ def generate_launch_description() -> LaunchDescription:
             "seed", default_value="", description="Seed of the first simulated episode (empty: params_file)"
         ),
     ]
-    shared_args = policy_executor_arguments(
-        params_file="sim_conveyor.yaml",  # Panda names and limits, the simulator's camera size
-        image_topic=f"{SIM_NODE}/image",
-        policy_joint_states=f"{SIM_NODE}/joint_states",
-        executor_joint_states=f"{SIM_NODE}/joint_states",
-        trajectory_topic=f"{SIM_NODE}/joint_trajectory",
-        gripper_topic=f"{SIM_NODE}/gripper_command",
-        instruction_topic=f"{SIM_NODE}/instruction",  # the simulator announces each episode's task
-        episode_start_topic=f"{SIM_NODE}/episode_start",  # and each reset
-    )
-    # The simulator keeps its own private names; the policy/executor defaults above point at them.
+    # Panda names and limits, the simulator's camera size. The simulator keeps its own private names (it
+    # also announces each episode's task and reset); the policy/executor topic defaults point at them.
+    shared_args = policy_executor_arguments(params_file="sim_conveyor.yaml", graph="sim")
     return LaunchDescription(
         [
             *sim_args,
             *shared_args,
             OpaqueFunction(function=simulator),
             OpaqueFunction(function=policy_and_executor_nodes),
-            OpaqueFunction(function=bag_recorder, args=[[f"{SIM_NODE}/episode_outcome"]]),
+            OpaqueFunction(function=bag_recorder, args=[[BY_KEY["episode_outcome"].sim]]),
         ]
     )

@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from fast_dvla_ros.graph import markdown as graph_docs
+from fast_dvla_ros.graph import topics as graph
+from fast_dvla_ros.graph.parameters import NODE_PARAMETERS
 from ros_peers.shared import FRANKA_RELEASES, franka_release, shared_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,7 +76,9 @@ def _module_constants(tree: ast.Module) -> dict[str, str]:
 
 
 def _constants_for(path: Path) -> dict[str, str]:
-    return {**_module_constants(_tree(COMMON)), **_module_constants(_tree(path))}
+    """Module string constants of ``path`` and fast_dvla_common, and the node names they import from the graph."""
+    imported = {k: v for k, v in vars(graph).items() if k.isupper() and isinstance(v, str)}
+    return {**imported, **_module_constants(_tree(COMMON)), **_module_constants(_tree(path))}
 
 
 def _declared(tree: ast.AST, constants: dict[str, str]) -> dict[str, ast.Call]:
@@ -297,7 +302,7 @@ def test_trajectory_controller_config_matches_franka_own(release: str, config: s
     theirs_all = _franka_controllers(release)
     theirs = theirs_all["fr3_arm_controller"]["ros__parameters"]
     ours_all = yaml.safe_load((ROOT / "config" / config).read_text())["/**"]
-    controller = _module_constants(_tree(LAUNCH / "conveyor_picking.launch.py"))["CONTROLLER"]
+    controller = graph.CONTROLLER
     ours = ours_all[controller]["ros__parameters"]
     assert ours["joints"] == [j.replace("fr3_", f"{prefix}_") for j in theirs["joints"]]
     assert ours["state_interfaces"] == theirs["state_interfaces"]
@@ -345,7 +350,7 @@ def _robot_configs() -> dict[str, str]:
 )
 def test_controller_configs_parse_and_name_the_right_joints(config: str, prefix: str) -> None:
     params = yaml.safe_load((ROOT / "config" / config).read_text())["/**"]
-    controller = _module_constants(_tree(LAUNCH / "conveyor_picking.launch.py"))["CONTROLLER"]
+    controller = graph.CONTROLLER
     manager = params["controller_manager"]["ros__parameters"]
     assert manager[controller]["type"] == "joint_trajectory_controller/JointTrajectoryController"
     # franka.launch.py spawns these itself from the same file: they must stay declared.
@@ -393,65 +398,18 @@ def _flatten(params: dict, prefix: str = "") -> dict[str, object]:
     return out
 
 
-def _declared_parameters(module_file: Path) -> dict[str, bool]:
-    """Parameters declared in a node module: name -> has a default value.
-
-    Recognises ``declare_parameter("name", default_or_type, ...)`` and
-    ``declare_parameters("", [("name", default, ...), ...])`` with literal names, also through
-    module-level string constants and loops over literal tuples.
-    """
-    tree = _tree(module_file)
-    constants = _module_constants(tree)
-    declared: dict[str, bool] = {}
-
-    def has_default(value: ast.expr | None) -> bool:
-        # rclpy: a Parameter.Type as "default" declares the type only (no value): required
-        return value is not None and not (
-            "Parameter.Type" in ast.unparse(value) or "ParameterType" in ast.unparse(value)
-        )
-
-    # `p = self.declare_parameter` then `p("name", default, descriptor)` (the nodes' style)
-    aliases = {
-        target.id
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Assign)
-        and isinstance(node.value, ast.Attribute)
-        and node.value.attr == "declare_parameter"
-        for target in node.targets
-        if isinstance(target, ast.Name)
-    }
-    calls = _calls(tree, "declare_parameter") + [c for a in aliases for c in _calls(tree, a)]
-    for call in calls:
-        name = _const(call.args[0], constants) if call.args else _const(_keyword(call, "name"), constants)
-        assert name, f"{module_file.name}: declare_parameter with a non-literal name: {ast.unparse(call)[:120]}"
-        value = call.args[1] if len(call.args) > 1 else _keyword(call, "value")
-        declared[name] = has_default(value)
-    for call in _calls(tree, "declare_parameters"):
-        namespace = _const(call.args[0], constants) if call.args else ""
-        specs = call.args[1] if len(call.args) > 1 else _keyword(call, "parameters")
-        assert isinstance(specs, (ast.List, ast.Tuple)), f"{module_file.name}: declare_parameters needs a literal list"
-        for spec in specs.elts:
-            items = spec.elts if isinstance(spec, ast.Tuple) else [spec]
-            name = _const(items[0], constants)
-            assert name, f"{module_file.name}: non-literal parameter name in declare_parameters"
-            full = f"{namespace}.{name}" if namespace else name
-            declared[full] = has_default(items[1] if len(items) > 1 else None)
-    return declared
+def _node_parameters(node_name: str) -> set[str]:
+    """The parameters a node declares: its table (fast_dvla_ros/graph/parameters.py)."""
+    return {p.name for p in NODE_PARAMETERS[node_name]}
 
 
-def _node_parameters(node_name: str) -> dict[str, bool]:
-    """Declared parameters of a node: its module plus the modules it imports from fast_dvla_ros.nodes."""
-    module_file = NODES_DIR / f"{NODE_MODULES[node_name]}.py"
-    files = [module_file]
-    for node in ast.walk(_tree(module_file)):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fast_dvla_ros.nodes."):
-            helper = NODES_DIR / f"{node.module.rsplit('.', 1)[1]}.py"
-            if helper.is_file() and helper not in files:
-                files.append(helper)
-    declared: dict[str, bool] = {}
-    for f in files:
-        declared.update(_declared_parameters(f))
-    return declared
+def test_nodes_declare_their_parameters_only_from_their_table() -> None:
+    """A declare_parameter call in a node module would be a parameter the table, the docs and these checks miss."""
+    for module in NODE_MODULES.values():
+        tree = _tree(NODES_DIR / f"{module}.py")
+        assert not _calls(tree, "declare_parameter") and not _calls(tree, "declare_parameters"), module
+        assert len(_calls(tree, "declare_all")) == 1, f"{module} does not declare_all(self, <its table>)"
+    assert set(NODE_MODULES) == set(NODE_PARAMETERS)
 
 
 def test_node_parameter_files_exist_and_name_only_declared_parameters() -> None:
@@ -471,16 +429,6 @@ def test_node_parameter_files_exist_and_name_only_declared_parameters() -> None:
             keys = _flatten(section["ros__parameters"])
             unknown = sorted(k for k in keys if k not in declared and k != "use_sim_time")
             assert not unknown, f"{path.name}: {node_name} does not declare {unknown}"
-
-
-def test_every_required_parameter_is_in_the_file() -> None:
-    for path in _param_files():
-        content = yaml.safe_load(path.read_text())
-        sections = {k.rsplit("/", 1)[-1]: v["ros__parameters"] for k, v in content.items()}
-        for node_name in sections:
-            required = sorted(n for n, has_default in _node_parameters(node_name).items() if not has_default)
-            missing = [n for n in required if n not in _flatten(sections[node_name])]
-            assert not missing, f"{path.name}: required parameters of {node_name} missing: {missing}"
 
 
 def _launch_overrides() -> dict[str, set[str]]:
@@ -529,3 +477,116 @@ def test_robot_type_parameters_are_declared_node_parameters() -> None:
         assert names, keyword
         undeclared = sorted(names - set(_node_parameters(node_name)))
         assert not undeclared, f"the robot launch sets parameters {node_name} does not declare: {undeclared}"
+
+
+# --- the graph's topics: one table (fast_dvla_ros/graph/topics.py) for launch files, demo and docs ---------
+
+
+def _launch_remaps() -> dict[str, set[tuple[str, str, str]]]:
+    """Node name -> {(private name, launch argument, suffix)} of fast_dvla_common's remappings."""
+    constants = _constants_for(COMMON)
+    out: dict[str, set[tuple[str, str, str]]] = {}
+    for call in _calls(_tree(COMMON), "Node"):
+        rules = out.setdefault(_const(_keyword(call, "name"), constants), set())
+        for item in getattr(_keyword(call, "remappings"), "elts", []):
+            if isinstance(item, ast.Starred):  # the robot launch's extras
+                continue
+            private, target = item.elts
+            suffix = ""
+            if isinstance(target, ast.List):  # [LaunchConfiguration("x"), "/suffix"]
+                target, suffix = target.elts[0], _const(target.elts[1], constants)
+            assert _calls(target, "LaunchConfiguration"), ast.unparse(item)
+            rules.add((_const(private, constants), _const(target.args[0], constants), suffix))
+    return out
+
+
+def test_launch_remaps_are_the_topic_table() -> None:
+    expected: dict[str, set[tuple[str, str, str]]] = {}
+    for t in graph.TOPICS:
+        for ep in (*t.publishers, *t.subscribers) if t.argument else ():
+            if ep.node != graph.SIM_NODE:  # the simulator keeps its private names (the sim defaults)
+                expected.setdefault(ep.node, set()).add((ep.name, t.argument, t.suffix))
+    assert _launch_remaps() == expected
+
+
+def test_topic_table_defaults_are_consistent() -> None:
+    for t in graph.TOPICS:
+        for ep in (*t.publishers, *t.subscribers):
+            if ep.node == graph.SIM_NODE:  # so the simulator needs no remapping in its own graph
+                assert t.sim == f"{graph.SIM_NODE}/{ep.name.removeprefix('~/')}", t.key
+            if ep.name.startswith("/"):
+                assert t.robot == t.sim == ep.name, t.key
+        if t.suffix:
+            base = next(b for b in graph.TOPICS if b.argument == t.argument and not b.suffix)
+            assert (t.robot, t.sim) == (base.robot + t.suffix, base.sim + t.suffix), t.key
+    # the sim launch's remaps in the demo: every rule the launch gives a node in the sim graph
+    for node, rules in _launch_remaps().items():
+        sim = graph.launch_defaults("sim")
+        assert graph.remaps(node, "sim") == {p: graph.global_name(sim[a] + s) for p, a, s in rules}, node
+
+
+def test_launch_topic_arguments_are_the_topic_table() -> None:
+    declared = {
+        name for name in _declared(_tree(COMMON), _constants_for(COMMON)) if name and name.endswith("_topic")
+    }
+    assert declared == {t.argument for t in graph.TOPICS if t.argument}
+    for graph_name, launch_file in (("robot", "conveyor_picking.launch.py"), ("sim", "sim_conveyor.launch.py")):
+        call = next(iter(_calls(_tree(LAUNCH / launch_file), "policy_executor_arguments")))
+        assert _const(_keyword(call, "graph"), {}) == graph_name, launch_file
+
+
+def _qos_profiles() -> set[str]:
+    tree = _tree(NODES_DIR / "qos.py")
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+
+
+def test_node_endpoints_are_the_topic_table() -> None:
+    """Every publisher and subscription a node creates under a literal name is in the table, with its type and
+    QoS, and every endpoint the table lists exists (the executor's dry-run switch builds two names)."""
+    table = {(ep.node, ep.name): t for t in graph.TOPICS for ep in (*t.publishers, *t.subscribers)}
+    assert {t.qos for t in graph.TOPICS} <= _qos_profiles()
+    seen = set()
+    for node_name, module in NODE_MODULES.items():
+        tree = _tree(NODES_DIR / f"{module}.py")
+        for kind in ("create_publisher", "create_subscription"):
+            for call in _calls(tree, kind):
+                msg_type, name = ast.unparse(call.args[0]), _const(call.args[1], {})
+                qos = ast.unparse(call.args[3 if kind == "create_subscription" else 2])
+                if name is None:  # the executor's out + "joint_trajectory": ~/ or ~/dry_run/
+                    names = [n + ast.unparse(call.args[1]).split("+")[-1].strip().strip("'\"")
+                             for n in ("~/", "~/dry_run/")]  # fmt: skip
+                else:
+                    names = [name]
+                for n in names:
+                    t = table.get((node_name, n))
+                    assert t is not None, f"{module}: {n} is not in fast_dvla_ros/graph/topics.py"
+                    assert t.msg_type.rsplit("/", 1)[-1] == msg_type and t.qos == qos, (module, n, msg_type, qos)
+                    seen.add((node_name, n))
+    # franka.py subscribes ~/robot_state for the executor (only where franka_msgs is installed)
+    assert set(table) - seen == {(graph.EXECUTOR_NODE, "~/robot_state")}
+
+
+def test_launch_docs_generated_sections_are_up_to_date() -> None:
+    doc = (ROOT / "docs" / "LAUNCH.md").read_text(encoding="utf-8")
+    fix = "python -m fast_dvla_ros.graph --write docs/LAUNCH.md"
+    for name in graph_docs.SECTIONS:
+        assert doc.count(graph_docs.section(name)) == 1, f"docs/LAUNCH.md: {name} section out of date: {fix}"
+    assert graph_docs.replace_sections(doc) == doc
+
+
+def test_nodes_readme_commands_use_the_topic_table() -> None:
+    """fast_dvla_ros/nodes/README.md starts the simulator graph by hand: the same remaps as the launch and demo."""
+    text = (NODES_DIR / "README.md").read_text(encoding="utf-8").replace("\\\n", " ")
+    modules = {module: node for node, module in NODE_MODULES.items()}
+    found = {}
+    for line in text.splitlines():
+        m = re.search(r"-m fast_dvla_ros\.nodes\.(\w+) --ros-args(.*)", line)
+        if m:
+            rules = dict(r.split(":=", 1) for r in re.findall(r"-r (\S+)", m.group(2)) if not r.startswith("__"))
+            found[modules[m.group(1)]] = rules
+    assert set(found) == set(NODE_MODULES)
+    for node, rules in found.items():
+        # the README leaves out the two rules to topics nobody publishes in the simulator
+        unused = ("~/image/compressed", "~/robot_state")
+        expected = {k: v for k, v in graph.remaps(node, "sim").items() if k not in unused}
+        assert rules == expected, node

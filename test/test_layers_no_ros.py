@@ -19,6 +19,7 @@ LAYERS = [
     "fast_dvla_ros.train",
     "fast_dvla_ros.evaluation",
     "fast_dvla_ros.execution",
+    "fast_dvla_ros.graph",
 ]
 
 

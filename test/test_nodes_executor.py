@@ -221,6 +221,16 @@ def test_every_parameter_is_read_only_and_set_is_refused_with_the_reason() -> No
             assert not result.successful and result.reason == "Trying to set a read-only parameter: blend_mode."
             assert node.get_parameter("blend_mode").value == "temporal_ensemble"
             assert "read-only while the node runs" in node.describe_parameter("velocity_scale").description
+            # what it declares is its table (fast_dvla_ros/graph/parameters.py), defaults and ranges included
+            from fast_dvla_ros.graph.parameters import EXECUTOR_PARAMETERS
+
+            assert [n for n in ours if n != "start_type_description_service"] == [p.name for p in EXECUTOR_PARAMETERS]
+            for p in EXECUTOR_PARAMETERS:
+                d = node.describe_parameter(p.name)
+                assert d.description.startswith(p.description), p.name
+                ranges = [(r.from_value, r.to_value) for r in (*d.integer_range, *d.floating_point_range)]
+                assert ranges == ([p.range] if p.range else []), p.name
+                assert node.get_parameter(p.name).value == p.ros_default, p.name
         finally:
             node.destroy_node()
     finally:

@@ -43,6 +43,22 @@ def test_empty_parameters_take_the_checkpoint_s_values() -> None:
         assert node.period == pytest.approx(1 / 30)  # chunk rate: the action rate
 
 
+def test_the_node_declares_its_table() -> None:
+    """What `ros2 param describe` shows is fast_dvla_ros/graph/parameters.py: names, defaults, ranges, read-only."""
+    from fast_dvla_ros.graph.parameters import POLICY_PARAMETERS
+
+    with policy_node(f"checkpoint:={DISTILLED}") as node:
+        rclpy_own = ("use_sim_time", "start_type_description_service")
+        assert [n for n in node._parameters if n not in rclpy_own] == [p.name for p in POLICY_PARAMETERS]
+        for p in POLICY_PARAMETERS:
+            d = node.describe_parameter(p.name)
+            assert d.description.startswith(p.description) and d.read_only == p.read_only, p.name
+            ranges = [(r.from_value, r.to_value) for r in (*d.integer_range, *d.floating_point_range)]
+            assert ranges == ([p.range] if p.range else []), p.name
+            if p.name not in ("checkpoint", "warmup"):  # set by policy_node()
+                assert node.get_parameter(p.name).value == p.ros_default, p.name
+
+
 def test_set_parameters_win() -> None:
     with policy_node(
         f"checkpoint:={DISTILLED}", "decoder:=pipelined:n=2", "action_rate_hz:=15.0", "control_rate_hz:=10.0"

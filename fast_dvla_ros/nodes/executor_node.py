@@ -33,63 +33,25 @@ from std_msgs.msg import Float64
 from std_srvs.srv import Trigger
 from trajectory_msgs.msg import JointTrajectory
 
-from fast_dvla_ros.execution import BLEND_MODES, ChunkBlender, ExecutorCore, ReceivedChunk, load_joint_limits
+from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, ReceivedChunk, load_joint_limits
 from fast_dvla_ros.execution.executor_core import ExecutorState, TickCommand
 from fast_dvla_ros.execution.gripper import GripperSettings
+from fast_dvla_ros.graph.parameters import EXECUTOR_PARAMETERS
+from fast_dvla_ros.graph.topics import EXECUTOR_NODE
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart, ExecutorStatus
 from fast_dvla_ros.nodes import franka
 from fast_dvla_ros.nodes.conversions import duration_to_sec, time_to_sec, trajectory_msg
-from fast_dvla_ros.nodes.parameters import describe as _desc
+from fast_dvla_ros.nodes.parameters import declare_all
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
-NODE_NAME = "chunk_executor"
-PANDA_JOINTS = [f"panda_joint{i}" for i in range(1, 8)]
+NODE_NAME = EXECUTOR_NODE
 
 
 class ExecutorNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        p = self.declare_parameter
-        p("joint_names", PANDA_JOINTS, _desc("Arm joint names, in the order the trajectory is sent"))
-        p("joint_limits", "panda", _desc("Limits table: 'panda', 'fr3' or a YAML path (config/joint_limits/)"))
-        p("control_rate_hz", 30.0, _desc("Trajectory/status publishing rate (Hz)", 1.0, 500.0))
-        p("blend_mode", "temporal_ensemble", _desc(f"How overlapping chunks are merged: {', '.join(BLEND_MODES)}"))
-        p("ensemble_decay", 0.1, _desc("temporal_ensemble weight exp(-m*i), i=0 oldest: >0 favours older", -5.0, 5.0))
-        p("freeze_steps", 2, _desc("rtc_freeze: steps after now kept from the previous plan", 0, 32, True))
-        p("crossfade_steps", 3, _desc("rtc_freeze: steps over which the new chunk fades in", 0, 32, True))
-        p("chunk_timeout_s", 0.5, _desc("Watchdog: hold position when no chunk arrived for this long (s)", 0.05, 10.0))
-        p("max_joint_state_age_s", 0.5, _desc("Hold when the newest joint state is older than this (s)", 0.05, 10.0))
-        p("reanchor_tolerance_rad", 0.5, _desc("Drop the plan when the arm is this far from the command", 0.01, 6.3))
-        p("trajectory_points", 8, _desc("Points per JointTrajectory message (>= 2)", 2, 64, True))
-        p("velocity_scale", 0.5, _desc("Fraction of the joint velocity limits the executor may use", 0.01, 1.0))
-        p("gripper_min_width", 0.0, _desc("Width commanded when the decision is closed (m)", 0.0, 0.08))
-        p("gripper_max_width", 0.08, _desc("Width commanded when the decision is open (m)", 0.0, 0.08))
-        p("gripper_close_below_m", 0.03, _desc("Decide closed when the plan's width falls below this (m)", 0.0, 0.08))
-        p("gripper_open_above_m", 0.05, _desc("Decide open when the plan's width rises above this (m)", 0.0, 0.08))
-        p("gripper_min_dwell_s", 0.3, _desc("Keep each open/closed decision at least this long (s)", 0.0, 5.0))
-        p(
-            "command_on_chunk",
-            True,
-            _desc("Send the trajectory as soon as a chunk is accepted, not only at the next tick"),
-        )
-        p("use_franka_gripper", False, _desc("Also send franka_gripper ~/grasp and ~/move goals (needs franka_msgs)"))
-        p("franka_gripper_ns", "franka_gripper", _desc("franka_gripper's action namespace (grasp, move, homing)"))
-        p("error_recovery_action", "action_server/error_recovery", _desc("franka_hardware's ErrorRecovery action"))
-        p("gripper_homing", False, _desc("franka_gripper: home the fingers (~/homing) before the first goal"))
-        p("gripper_goal_timeout_s", 3.0, _desc("franka_gripper: cancel and report a goal after this (s)", 0.1, 30.0))
-        p("gripper_grasp_width", 0.04, _desc("franka_gripper grasp: expected object width (m)", 0.0, 0.08))
-        p("gripper_grasp_epsilon_inner", 0.02, _desc("grasp succeeds down to width - this (m)", 0.0, 0.08))
-        p("gripper_grasp_epsilon_outer", 0.02, _desc("grasp succeeds up to width + this (m)", 0.0, 0.08))
-        p("gripper_grasp_force", 20.0, _desc("franka_gripper grasp force (N)", 1.0, 70.0))
-        p("gripper_speed", 0.1, _desc("franka_gripper finger speed (m/s)", 0.01, 0.2))
-        p("dry_run", False, _desc("Publish commands on ~/dry_run/* only: the arm and the gripper are never commanded"))
-        p("watch_robot_state", True, _desc("Stop streaming on a reflex/error in ~/robot_state (needs franka_msgs)"))
-        p(
-            "realtime_priority",
-            0,
-            _desc("SCHED_FIFO priority of this process (1-98; 0 = normal; needs CAP_SYS_NICE)", 0, 98, True),
-        )
+        declare_all(self, EXECUTOR_PARAMETERS)
 
         g = self.get_parameter
         self._set_realtime_priority(int(g("realtime_priority").value))

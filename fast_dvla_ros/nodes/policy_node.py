@@ -31,12 +31,14 @@ from rclpy.node import Node
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import String
 
-from fast_dvla_ros.core.decoder_options import DECODER_NAMES, DecoderSpecError, parse_decoder_spec
+from fast_dvla_ros.core.decoder_options import DecoderSpecError, parse_decoder_spec
 from fast_dvla_ros.execution.limits import JointLimits, load_joint_limits
 from fast_dvla_ros.execution.observation_guard import ObservationError, check_within_limits, pick_joints
+from fast_dvla_ros.graph.parameters import POLICY_PARAMETERS
+from fast_dvla_ros.graph.topics import POLICY_NODE
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart
 from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
-from fast_dvla_ros.nodes.parameters import describe as _desc
+from fast_dvla_ros.nodes.parameters import declare_all
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
@@ -44,7 +46,7 @@ if TYPE_CHECKING:  # torch is imported lazily, after the parameters are checked
     from fast_dvla_ros.core.policy import Policy, PolicyResult
     from fast_dvla_ros.core.policy_runner import PendingObservation
 
-NODE_NAME = "fast_dvla_policy"
+NODE_NAME = POLICY_NODE
 # The best measured picker in this loop's mode (a chunk every control step through the executor's temporal
 # ensemble): the paper's Fast-dVLA student, 90% over 50 seeded simulator episodes against the baseline
 # teacher's 80% (models/README.md). How to decode it comes with it (its config.json).
@@ -52,7 +54,6 @@ DEFAULT_CHECKPOINT = "student_distilled"
 # Decoder options go in the decoder spec; a value for one of these names (an older params file, -p n:=2)
 # would otherwise be ignored without a word, as rclpy ignores overrides of undeclared parameters.
 REMOVED_PARAMETERS = ("tau_conf", "readout", "n", "tau_add", "tau_act", "steps")
-DEFAULT_INSTRUCTION = "pick the red block from the conveyor and place it in the bin"
 
 
 def default_checkpoint() -> Path:
@@ -75,26 +76,7 @@ class DecodeCancelled(Exception):
 class PolicyNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        p = self.declare_parameter
-        p("checkpoint", "", _desc("Checkpoint directory; '' = the shipped models/student_distilled "
-                                  "(the best measured picker)"))
-        p("decoder", "", _desc(f"Decoder spec: {', '.join(DECODER_NAMES)}, optionally with options "
-                               "(pipelined:n=1,tau_conf=0.5; a name alone = that decoder's defaults); "
-                               "'' = the checkpoint's recommended decoder and settings"))
-        p("device", "cpu", _desc("Torch device: cpu or cuda"))
-        p("horizon", 0, _desc("Steps published per chunk (0 = the checkpoint's horizon)", 0, 256, True))
-        p("control_rate_hz", 0.0, _desc("Chunk rate when decoding is fast enough (Hz; 0 = the action rate)",
-                                        0.0, 500.0))
-        p("action_rate_hz", 0.0, _desc("Spacing of the checkpoint's action steps (Hz; 0 = the checkpoint's)",
-                                       0.0, 1000.0))
-        p("joint_names", [f"panda_joint{i}" for i in range(1, 8)], _desc("Arm joints, in the action order"))
-        p("gripper_joint_names", ["panda_finger_joint1", "panda_finger_joint2"], _desc("Finger joints; width = sum"))
-        p("joint_limits", "panda", _desc("Limits table of the arm ('panda', 'fr3' or a YAML path; '' = no check): "
-                                         "joint states outside it are ignored as implausible"))
-        p("instruction", DEFAULT_INSTRUCTION, _desc("Task instruction until one arrives on ~/instruction"))
-        p("max_observation_age_s", 0.5, _desc("Older image or joint state -> no chunk (s)", 0.01, 60.0))
-        p("warmup", True, _desc("Run warm-up decodes before control starts (not counted)"))
-        p("num_threads", 1, _desc("Torch intra-op threads (0 = torch default)", 0, 64, True))
+        declare_all(self, POLICY_PARAMETERS)
 
         g = self.get_parameter
         self.joint_names = list(g("joint_names").value)

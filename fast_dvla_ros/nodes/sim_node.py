@@ -40,40 +40,22 @@ from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory
 
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator, TrajectoryRejected
+from fast_dvla_ros.graph.parameters import PANDA_FINGERS, SIM_PARAMETERS
+from fast_dvla_ros.graph.topics import SIM_NODE
 from fast_dvla_ros.msg import EpisodeOutcome, EpisodeStart
 from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image, time_to_sec
-from fast_dvla_ros.nodes.parameters import describe as _desc
+from fast_dvla_ros.nodes.parameters import declare_all
 from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
 
-NODE_NAME = "conveyor_sim"
-FINGERS = ["panda_finger_joint1", "panda_finger_joint2"]
+NODE_NAME = SIM_NODE
 MAX_STEP_S = 0.1  # never catch up more than this in one tick after a stall (keeps physics stable)
 
 
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__(NODE_NAME)
-        p = self.declare_parameter
-        p("episodes", 0, _desc("Episodes to run, then exit 0 (0 = forever)", 0, 1_000_000, True))
-        p("episode_time_limit_s", 10.0, _desc("Simulated seconds before an episode times out", 0.5, 600.0))
-        p("image_rate_hz", 30.0, _desc("Camera rate (Hz); rendering costs ~4 ms per 96 px frame", 1.0, 60.0))
-        p("joint_state_rate_hz", 60.0, _desc("Joint state rate (Hz)", 1.0, 500.0))
-        p(
-            "physics_rate_hz",
-            60.0,
-            _desc("Wall-clock rate of physics updates (Hz; 240 Hz substeps inside)", 10.0, 480.0),
-        )
-        p("image_size", 96, _desc("Square camera image side (px)", 16, 512, True))
-        p("seed", 0, _desc("Seed of the first episode; episode k uses seed + k", 0, 2**31 - 1, True))
-        p("belt_speed_min", 0.03, _desc("Lowest belt speed (m/s)", 0.0, 0.5))
-        p("belt_speed_max", 0.08, _desc("Highest belt speed (m/s)", 0.0, 0.5))
-        p(
-            "wait_for_first_command",
-            False,
-            _desc("Hold the first episode still until the first trajectory command arrives"),
-        )
-        p("first_command_timeout_s", 120.0, _desc("Start the first episode anyway after this long (s)", 0.0, 3600.0))
+        declare_all(self, SIM_PARAMETERS)
 
         g = self.get_parameter
         from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
@@ -246,7 +228,7 @@ class SimNode(Node):
     def _publish_joint_state(self, obs: dict) -> None:
         js = JointState()
         js.header.stamp = self.get_clock().now().to_msg()
-        js.name = [*self.arm_joints, *FINGERS]
+        js.name = [*self.arm_joints, *PANDA_FINGERS]
         half = 0.5 * float(obs["gripper_width"])
         js.position = [*map(float, obs["joint_pos"]), half, half]
         js.velocity = [*map(float, obs["joint_vel"]), 0.0, 0.0]
