@@ -44,7 +44,7 @@ from fast_dvla_ros.core.decoders.bidirectional import BidirectionalDecoder
 from fast_dvla_ros.core.decoders.pipelined import PipelinedDecoder
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.core.policy import Observation, Policy
-from fast_dvla_ros.train.closed_loop import TABLE_HEADER, evaluate
+from fast_dvla_ros.evaluation.closed_loop import TABLE_HEADER, evaluate
 
 
 class _FullForward(BidirectionalDecoder):

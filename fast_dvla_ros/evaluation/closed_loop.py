@@ -14,7 +14,7 @@ added to the blender, and each executed action is the blended plan at that step'
 chunk executor does on the arm (with ``--execute-steps 1``: a new chunk every control step, the
 ROS loop when decoding keeps up). Without it the evaluation measures the policy alone.
 
-``--realtime`` replays the ROS loop's asynchrony instead (fast_dvla_ros/train/realtime_eval.py): the
+``--realtime`` replays the ROS loop's asynchrony instead (fast_dvla_ros/evaluation/realtime.py): the
 loop's executor, policy runner and JTC follower on one simulated clock, decode times as measured (or
 ``--decode-latency-ms``, or drawn from a loop bag's recorded decodes with ``--decode-latencies-from BAG``:
 then the result does not depend on the machine's load), node settings from ``--params-file``
@@ -49,8 +49,8 @@ from fast_dvla_ros.evaluation.intervals import wilson_interval
 from fast_dvla_ros.execution.blender import BLEND_MODES, Chunk, ChunkBlender
 
 if TYPE_CHECKING:  # the simulator (pybullet) is imported where an evaluation starts
+    from fast_dvla_ros.evaluation.realtime import RealtimeSettings
     from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv
-    from fast_dvla_ros.train.realtime_eval import RealtimeSettings
 
 
 class PolicyDriver:
@@ -302,7 +302,7 @@ def _evaluate_realtime(
     policy: Policy, episodes: int, seed0: int, sim_overrides: dict | None, progress: bool,
     settings: RealtimeSettings | None,
 ) -> EvalResult:
-    from fast_dvla_ros.train.realtime_eval import RealtimeSettings, run_realtime
+    from fast_dvla_ros.evaluation.realtime import RealtimeSettings, run_realtime
 
     settings = settings or RealtimeSettings.from_params_file()
     if sim_overrides:
@@ -409,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         settings = None
         if a.realtime:
-            from fast_dvla_ros.train.realtime_eval import DEFAULT_PARAMS, RealtimeSettings
+            from fast_dvla_ros.evaluation.realtime import DEFAULT_PARAMS, RealtimeSettings
 
             drawn = None
             if a.decode_latencies_from is not None:
