@@ -10,11 +10,11 @@ Format (``format_version`` 1), one directory:
   (7 absolute joint targets rad + gripper width m, docs/CONTRACTS.md), ``episode`` int64 [N] (global
   episode index), ``step`` int32 [N] (index within the episode), and per episode: ``episode_ids``,
   ``instructions`` (unicode), ``seeds``, ``lengths``, ``belt_speed``, ``lateral_offset``, ``block_color``.
-  Optionally ``wrist_images`` when the sim config enables the wrist camera. ``scene_state`` float32
-  [N, 8] (``SCENE_STATE_NAMES``): the block's position, its offset from the grasp point and its yaw
-  (as cos/sin of 4*yaw: a cube looks the same every 90 deg) at frame t. Privileged simulator state,
-  never a policy input: the trainer uses it as an auxiliary target so the vision layers must
-  localise the block (see ``TrainConfig.aux_weight``). Sets written before it existed load without it.
+  ``scene_state`` float32 [N, 8] (``SCENE_STATE_NAMES``): the block's position, its offset from the grasp
+  point and its yaw (as cos/sin of 4*yaw: a cube looks the same every 90 deg) at frame t. Privileged
+  simulator state, never a policy input: the trainer uses it as an auxiliary target so the vision
+  layers must localise the block (see ``TrainConfig.aux_weight``). Sets written before it existed load
+  without it.
 * ``meta.json`` — format name/version, image size, control rate, action and proprio names, counts,
   the shard list, the simulator and expert configs and the generation summary.
 * ``stats.json`` — per dimension min/max/mean/std and 1/5/50/95/99th percentiles of ``actions`` and
@@ -85,7 +85,6 @@ class EpisodeRecord:
     belt_speed: float
     lateral_offset: float
     block_color: str
-    wrist_images: np.ndarray | None = None
     scene_state: np.ndarray | None = None
 
     @property
@@ -167,7 +166,7 @@ def run_expert_episode(
                                  np.zeros((0, 8)), str(info["instruction"]), float(info["belt_speed"]),
                                  float(info["lateral_offset"]), str(info["block_color"]))
     expert.reset(obs, info)
-    images, wrist, proprio, actions, states = [], [], [], [], []
+    images, proprio, actions, states = [], [], [], []
     max_steps = int(env.config.episode_time_limit * env.control_hz) + 2
     rng = np.random.default_rng(seed + 7919)
     drift = np.zeros(7)
@@ -179,8 +178,6 @@ def run_expert_episode(
             action = label.copy()
             action[:7] += drift
         images.append(obs["image"])
-        if "wrist_image" in obs:
-            wrist.append(obs["wrist_image"])
         proprio.append(np.r_[obs["joint_pos"], obs["gripper_width"]])
         states.append(scene_state(env))
         actions.append(label)
@@ -198,7 +195,6 @@ def run_expert_episode(
         belt_speed=float(info["belt_speed"]),
         lateral_offset=float(info["lateral_offset"]),
         block_color=str(info["block_color"]),
-        wrist_images=np.stack(wrist).astype(np.uint8) if wrist else None,
         scene_state=np.stack(states),
     )
 
@@ -242,8 +238,6 @@ def _write_shard(path: Path, episodes: list[EpisodeRecord], first_index: int) ->
         "lateral_offset": np.array([e.lateral_offset for e in episodes], dtype=np.float64),
         "block_color": np.array([e.block_color for e in episodes]),
     }
-    if all(e.wrist_images is not None for e in episodes):
-        arrays["wrist_images"] = np.concatenate([e.wrist_images for e in episodes])
     if all(e.scene_state is not None for e in episodes):
         arrays["scene_state"] = np.concatenate([e.scene_state for e in episodes])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
@@ -365,7 +359,6 @@ def generate(
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "image_size": cfg.image_size,
         "image_key": "images",
-        "wrist_images": cfg.wrist_camera,
         "control_hz": CONTROL_HZ,
         "action_names": action_names,
         "proprio_names": list(PROPRIO_NAMES),
@@ -406,20 +399,17 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     Keys: ``images`` uint8 [N,S,S,3], ``proprio`` float32 [N,8], ``actions`` float32 [N,8],
     ``episode`` int64 [N], ``step`` int32 [N], ``instructions`` list[str] per frame,
     ``episode_instructions`` dict id -> str, ``episode_info`` list of per-episode dicts,
-    ``stats`` (stats.json) and ``meta`` (meta.json). ``wrist_images`` and ``scene_state`` when recorded.
+    ``stats`` (stats.json) and ``meta`` (meta.json). ``scene_state`` when recorded.
     """
     root = Path(root)
     meta = _read_meta(root)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "proprio", "actions", "episode", "step")}
-    wrist: list[np.ndarray] = []
     states: list[np.ndarray] = []
     episode_info: list[dict[str, Any]] = []
     for shard in meta["shards"]:
         with np.load(root / shard["file"], allow_pickle=False) as z:
             for k in parts:
                 parts[k].append(z[k])
-            if "wrist_images" in z.files:
-                wrist.append(z["wrist_images"])
             if "scene_state" in z.files:
                 states.append(z["scene_state"])
             for i, ep in enumerate(z["episode_ids"].tolist()):
@@ -441,8 +431,6 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     arrays["instructions"] = [by_id[int(e)] for e in arrays["episode"]]
     arrays["episode_instructions"] = by_id
     arrays["episode_info"] = episode_info
-    if wrist:
-        arrays["wrist_images"] = np.concatenate(wrist)
     if states and len(states) == len(meta["shards"]):
         arrays["scene_state"] = np.concatenate(states)
     arrays["stats"] = json.loads((root / "stats.json").read_text())
