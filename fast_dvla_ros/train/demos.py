@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -436,74 +436,6 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     arrays["stats"] = json.loads((root / "stats.json").read_text())
     arrays["meta"] = meta
     return arrays
-
-
-class DemoSample(NamedTuple):
-    """One training sample; a NamedTuple so torch's default_collate batches it field by field."""
-
-    image: np.ndarray  # uint8 [S, S, 3]
-    proprio: np.ndarray  # float32 [8]
-    instruction: str
-    actions: np.ndarray  # float32 [H, 8]: actions t .. t+H-1, padded with the episode's last action
-    is_pad: np.ndarray  # bool [H]: True where the chunk ran past the end of the episode
-
-
-class DemoDataset:
-    """Map-style dataset over every frame of a demonstration directory (works with torch DataLoader).
-
-    Sample ``i`` is frame ``t`` of some episode with the action chunk that starts at ``t``. Past
-    the end of the episode the chunk repeats the last action (the arm holds still), and ``is_pad``
-    marks those positions so a trainer can down-weight them.
-    """
-
-    def __init__(self, root: str | Path, horizon: int = 8, episodes: list[int] | None = None) -> None:
-        if horizon < 1:
-            raise ValueError("horizon must be >= 1")
-        data = load_demo_arrays(root)
-        self.horizon = horizon
-        self.meta: dict[str, Any] = data["meta"]
-        self.stats: dict[str, Any] = data["stats"]
-        self.episode_info: list[dict[str, Any]] = data["episode_info"]
-        self.images: np.ndarray = data["images"]
-        self.proprio: np.ndarray = data["proprio"]
-        self.actions: np.ndarray = data["actions"]
-        self.episode: np.ndarray = data["episode"]
-        self._instructions: dict[int, str] = data["episode_instructions"]
-        # last frame index of each frame's episode (frames of an episode are contiguous)
-        change = np.flatnonzero(np.diff(self.episode)) + 1
-        starts = np.r_[0, change]
-        ends = np.r_[change, len(self.episode)] - 1
-        self._last = np.repeat(ends, ends - starts + 1)
-        keep = np.ones(len(self.episode), bool) if episodes is None else np.isin(self.episode, episodes)
-        self._frames = np.flatnonzero(keep)
-        if self._frames.size == 0:
-            raise ValueError(f"no frames for episodes {episodes}")
-
-    @property
-    def action_names(self) -> list[str]:
-        return list(self.meta["action_names"])
-
-    @property
-    def num_episodes(self) -> int:
-        return len(np.unique(self.episode[self._frames]))
-
-    def __len__(self) -> int:
-        return int(self._frames.size)
-
-    def __getitem__(self, index: int) -> DemoSample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        f = int(self._frames[index])
-        rows = f + np.arange(self.horizon)
-        last = int(self._last[f])
-        is_pad = rows > last
-        return DemoSample(
-            image=self.images[f],
-            proprio=self.proprio[f],
-            instruction=self._instructions[int(self.episode[f])],
-            actions=self.actions[np.minimum(rows, last)],
-            is_pad=is_pad,
-        )
 
 
 # ------------------------------------------------------------------------------------------------
