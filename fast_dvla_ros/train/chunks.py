@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from fast_dvla_ros.train.demos import load_demo_arrays
+from fast_dvla_ros.train.demos import BLOCK_POSITION, load_demo_arrays
 
 
 @dataclass
@@ -126,18 +126,18 @@ class ChunkSampler:
 
 
 def _block_uv(state: np.ndarray) -> np.ndarray:
-    """Image position of the block centre (columns 0..2 of the scene state), NaN when out of view."""
+    """Image position of the block centre (``BLOCK_POSITION`` of the scene state), NaN when out of view."""
     from fast_dvla_ros.sim.scene import project_to_image
 
-    uv = project_to_image(state[:, :3]).astype(np.float32)
+    uv = project_to_image(state[:, BLOCK_POSITION]).astype(np.float32)
     out = ~np.all((uv >= 0.0) & (uv < 1.0), axis=1)
     uv[out] = np.nan
     return uv
 
 
 def _with_velocity(state: np.ndarray, first: np.ndarray, control_hz: float) -> np.ndarray:
-    """Append the block velocity (backward difference of columns 0..2; forward at an episode start)."""
-    pos = state[:, :3].astype(np.float64)
+    """Append the block velocity (backward difference of ``BLOCK_POSITION``; forward at an episode start)."""
+    pos = state[:, BLOCK_POSITION].astype(np.float64)
     idx = np.arange(len(pos))
     prev = np.where(idx > first, idx - 1, idx)
     nxt = np.where(idx > first, idx, np.minimum(idx + 1, len(pos) - 1))

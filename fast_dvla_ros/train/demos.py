@@ -58,6 +58,10 @@ SCENE_STATE_NAMES = (
     "block_minus_grasp_x", "block_minus_grasp_y", "block_minus_grasp_z",
     "block_cos4yaw", "block_sin4yaw",
 )
+# Column ranges of the scene state, for the code that reads a part of it by name.
+BLOCK_POSITION = slice(SCENE_STATE_NAMES.index("block_x"), SCENE_STATE_NAMES.index("block_z") + 1)
+BLOCK_MINUS_GRASP = slice(SCENE_STATE_NAMES.index("block_minus_grasp_x"),
+                          SCENE_STATE_NAMES.index("block_minus_grasp_z") + 1)
 
 
 def scene_state(env) -> np.ndarray:
