@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from fast_dvla_ros.core.actuation import STEP_PHASE, hold_sample_time, step_times
-from fast_dvla_ros.evaluation.closed_loop import ChunkStepper
+from fast_dvla_ros.evaluation.episodes import ChunkStepper
 from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, load_joint_limits
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator
 

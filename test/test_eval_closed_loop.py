@@ -9,13 +9,11 @@ import torch
 from fast_dvla_ros.core.decoder_options import DecoderSpec, resolve_decoder_spec
 from fast_dvla_ros.core.policy import Policy
 from fast_dvla_ros.evaluation.closed_loop import (
-    ChunkStepper,
-    PolicyDriver,
     build_parser,
     decoder_settings,
     evaluate,
-    run_episode,
 )
+from fast_dvla_ros.evaluation.episodes import ChunkStepper, PolicyDriver, run_episode
 
 
 def test_evaluate_runs_a_short_episode_with_the_shipped_student() -> None:

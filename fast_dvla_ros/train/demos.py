@@ -131,7 +131,7 @@ def _init_worker(
 def _run_policy(env, policy, obs: dict, info: dict, steps: int) -> tuple[dict, dict, bool]:
     """Let ``policy`` drive for ``steps`` control steps (4 actions per chunk, as in the evaluation);
     returns obs, info, done."""
-    from fast_dvla_ros.evaluation.closed_loop import PolicyDriver
+    from fast_dvla_ros.evaluation.episodes import PolicyDriver
 
     driver = PolicyDriver(policy, env.control_hz)
     driver.reset(obs)
