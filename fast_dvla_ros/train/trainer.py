@@ -12,6 +12,7 @@
 * ``scratch``  — the same block-causal student and noise schedule, trained from random weights on
   ground truth only, with the same budget: the convergence baseline for the distillation claim.
 
+A run's settings are a ``TrainConfig`` (train/config.py, which also generates the command line).
 Every run writes into its output directory: the checkpoint (``save_pretrained``), ``log.csv``
 (step, wall time, train loss, lr, and validation metrics at eval steps), ``loss_curve.png`` and
 ``summary.json``. Validation uses a fixed batch and a fixed mask so curves are comparable across
@@ -50,6 +51,7 @@ __all__ = ["STAGE_DECODERS", "StageTrainer", "TrainConfig", "action_bins", "main
 # The keypoint head's outputs per image token (DVLAConfig.keypoint_head): "the block's centre is in this
 # patch" logit, then the centre's (u, v) offset inside the patch.
 KEYPOINT_LOGIT, KEYPOINT_OFFSET = 0, slice(1, 3)
+
 
 def _tokenizer_from_data(
     train_set: ChunkSampler, names: list[str], num_bins: int, kind: str
