@@ -3,7 +3,7 @@
 # side on the 2 cores, N episodes per row (default 50). Run from the repository root. Every decoder reads
 # joint bins at the predictive mean (its default) unless a row says otherwise.
 N=${1:-50}
-E=".venv/bin/python -m fast_dvla_ros.train.closed_loop --episodes $N --threads 1"
+E=".venv/bin/python -m fast_dvla_ros.evaluation.closed_loop --episodes $N --threads 1"
 mkdir -p runs/eval
 # The baseline dVLA (teacher + bidirectional) and Fast-dVLA (distilled student + pipelined, n = 2 and n = 1)
 $E --checkpoint models/teacher_bidirectional --decoder bidirectional --json runs/eval/p1.json > runs/eval/p1.txt 2>&1 &

@@ -44,7 +44,7 @@ from fast_dvla_ros.core.decoders.bidirectional import BidirectionalDecoder
 from fast_dvla_ros.core.decoders.pipelined import PipelinedDecoder
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.core.policy import Observation, Policy
-from fast_dvla_ros.train.closed_loop import TABLE_HEADER, evaluate
+from fast_dvla_ros.evaluation.closed_loop import TABLE_HEADER, evaluate
 
 
 class _FullForward(BidirectionalDecoder):
@@ -113,17 +113,21 @@ class StudentConfidenceOrder(_FullForward):
 
 def _recorded_observations(demo_dir: Path, model: DVLA, frames: int) -> list[tuple[Observation, np.ndarray]]:
     """``frames`` random recorded frames (fixed seed) with the expert's action chunk from each."""
-    from fast_dvla_ros.train.demos import DemoDataset
+    from fast_dvla_ros.train.chunks import chunk_rows, episode_bounds
+    from fast_dvla_ros.train.demos import load_demo_arrays
 
-    ds = DemoDataset(demo_dir, horizon=model.config.horizon)
+    demos = load_demo_arrays(demo_dir)
+    episode, images = demos["episode"], demos["images"]
+    _, last = episode_bounds(episode)
     gap = model.config.frame_gap
     out = []
-    for i in np.random.default_rng(0).choice(len(ds), size=min(frames, len(ds)), replace=False):
-        sample, f = ds[int(i)], int(ds._frames[int(i)])
+    for i in np.random.default_rng(0).choice(len(episode), size=min(frames, len(episode)), replace=False):
+        f = int(i)
+        actions = demos["actions"][chunk_rows(np.array([f]), last, model.config.horizon)[0]]
         g = f - gap
-        two_frames = model.config.num_frames == 2 and g >= 0 and ds.episode[g] == ds.episode[f]
-        previous = ds.images[g] if two_frames else None
-        out.append((Observation(sample.image, sample.proprio, sample.instruction, previous), sample.actions))
+        two_frames = model.config.num_frames == 2 and g >= 0 and episode[g] == episode[f]
+        previous = images[g] if two_frames else None
+        out.append((Observation(images[f], demos["proprio"][f], demos["instructions"][f], previous), actions))
     return out
 
 

@@ -14,7 +14,7 @@ between consecutive commands (first point of consecutive JointTrajectory message
 care about exactly these), the arm's measured peak joint speed, and CPU use per process.
 
 Beside the evaluator (--evaluator sync, the default): after the loop, the synchronous closed-loop
-evaluator (fast_dvla_ros/train/closed_loop.py) runs in this process on the same seeds, checkpoint,
+evaluator (fast_dvla_ros/evaluation/closed_loop.py) runs in this process on the same seeds, checkpoint,
 decoder options and blend mode (a chunk every control step, execute_steps=1), and the two success rates
 are printed side by side. The gap between them is what real time costs the policy (late chunks, camera
 age, executor blending on a live arm); `realtime` asks the evaluator for its real-time mode instead.
@@ -280,7 +280,7 @@ def checkpoint_dir(a: argparse.Namespace) -> Path:
 def evaluator_setup(params_file: Path) -> tuple[dict[str, Any], float]:
     """The simulator's SimConfig overrides and the executor's ensemble weight, as the loop's nodes use them,
     so the evaluator plays the same scenes with the same blending (read as the real-time replay reads them)."""
-    from fast_dvla_ros.train.realtime_eval import RealtimeSettings
+    from fast_dvla_ros.evaluation.realtime import RealtimeSettings
 
     settings = RealtimeSettings.from_params_file(params_file)
     return dict(settings.sim), settings.ensemble_m
@@ -304,11 +304,11 @@ def run_evaluator(
     import torch
 
     from fast_dvla_ros.core.policy import Policy
-    from fast_dvla_ros.train.closed_loop import evaluate
+    from fast_dvla_ros.evaluation.closed_loop import evaluate
 
     realtime = mode == "realtime"
     if realtime and not accepts_keyword(evaluate, "realtime"):
-        print("[loop] --evaluator realtime: fast_dvla_ros.train.closed_loop.evaluate() has no `realtime` keyword "
+        print("[loop] --evaluator realtime: fast_dvla_ros.evaluation.closed_loop.evaluate() has no `realtime` keyword "
               "in this tree yet; the real-time evaluator was skipped", flush=True)
         return None
     torch.set_num_threads(1)  # the policy node's num_threads: same per-decode cost as in the loop
@@ -317,7 +317,7 @@ def run_evaluator(
     policy = Policy.load(ckpt, decoder=decoder_spec(a.decoder, a.params_file))
     extra: dict[str, Any] = {}
     if realtime:
-        from fast_dvla_ros.train.realtime_eval import RealtimeSettings
+        from fast_dvla_ros.evaluation.realtime import RealtimeSettings
 
         extra = {"realtime": True, "realtime_settings": RealtimeSettings.from_params_file(
             a.params_file, decode_latencies_s=decode_latencies_s)}

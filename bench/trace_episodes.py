@@ -21,14 +21,9 @@ import numpy as np
 import torch
 
 from fast_dvla_ros.core.policy import Policy
+from fast_dvla_ros.evaluation.closed_loop import build_parser, decoder_settings
+from fast_dvla_ros.evaluation.episodes import ChunkStepper, PolicyDriver, run_episode
 from fast_dvla_ros.sim.conveyor_env import ConveyorPickEnv, SimConfig
-from fast_dvla_ros.train.closed_loop import (
-    ChunkStepper,
-    PolicyDriver,
-    build_parser,
-    decoder_settings,
-    run_episode,
-)
 
 
 def trace(policy: Policy, env: ConveyorPickEnv, seed: int, every: int, execute_steps: int) -> list[str]:

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from fast_dvla_ros.core.actuation import STEP_PHASE, hold_sample_time, step_times
+from fast_dvla_ros.evaluation.episodes import ChunkStepper
 from fast_dvla_ros.execution import ChunkBlender, ExecutorCore, ReceivedChunk, load_joint_limits
 from fast_dvla_ros.execution.jtc_interpolator import JtcInterpolator
-from fast_dvla_ros.train.closed_loop import ChunkStepper
 
 DT = 1.0 / 30.0
 LIMITS = load_joint_limits("panda")

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from fast_dvla_ros.train.demos import SCENE_STATE_NAMES, DemoDataset, generate, load_demo_arrays
+from fast_dvla_ros.train.chunks import chunk_rows, episode_bounds
+from fast_dvla_ros.train.demos import SCENE_STATE_NAMES, generate, load_demo_arrays
 
 
 @pytest.fixture(scope="module")
@@ -79,24 +80,16 @@ def test_stats_match_data(demo_dir):
     assert stats["action_names"] == a["meta"]["action_names"]
 
 
-def test_dataset_chunks_are_padded_with_the_last_action(demo_dir):
+def test_chunks_are_padded_with_the_episode_s_last_action(demo_dir):
     out, _ = demo_dir
-    ds = DemoDataset(out, horizon=8)
     a = load_demo_arrays(out)
-    assert len(ds) == len(a["actions"]) and ds.num_episodes == 2
-    sample = ds[0]
-    assert sample.image.shape == (32, 32, 3) and sample.proprio.shape == (8,)
-    assert sample.actions.shape == (8, 8) and not sample.is_pad.any()
-    np.testing.assert_array_equal(sample.actions, a["actions"][:8])
+    first, last = episode_bounds(a["episode"])
     last0 = int(np.flatnonzero(a["episode"] == 0)[-1])
-    tail = ds[last0 - 2]  # three real actions, then five copies of the last one
-    np.testing.assert_array_equal(tail.is_pad, [False] * 3 + [True] * 5)
-    np.testing.assert_array_equal(tail.actions[3:], np.repeat(a["actions"][last0][None], 5, axis=0))
-    assert ds[last0 + 1].instruction == a["instructions"][last0 + 1]  # first frame of episode 1
-    only1 = DemoDataset(out, horizon=4, episodes=[1])
-    assert len(only1) == int((a["episode"] == 1).sum())
-    with pytest.raises(IndexError):
-        ds[len(ds)]
+    assert first[last0 + 1] == last0 + 1 and last[0] == last0  # episode 1 starts after episode 0's last frame
+    rows = chunk_rows(np.array([0, last0 - 2, last0 + 1]), last, 8)
+    np.testing.assert_array_equal(rows[0], np.arange(8))
+    np.testing.assert_array_equal(rows[1], [last0 - 2, last0 - 1, last0] + [last0] * 5)  # three real, then the last
+    np.testing.assert_array_equal(rows[2], last0 + 1 + np.arange(8))
 
 
 def test_refuses_to_overwrite_and_rejects_foreign_dirs(demo_dir, tmp_path):

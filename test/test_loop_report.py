@@ -24,7 +24,7 @@ from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 from fast_dvla_ros.bag.typestore import find_msg_dir, typestore
 from fast_dvla_ros.demo import TOPICS, summarize
 from fast_dvla_ros.evaluation.analysis import BagAnalysis, analyze
-from fast_dvla_ros.train.closed_loop import EvalResult
+from fast_dvla_ros.evaluation.closed_loop import EvalResult
 
 ROOT = Path(__file__).resolve().parents[1]
 T0_NS = 1_700_000_000 * 10**9

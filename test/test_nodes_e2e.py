@@ -23,8 +23,8 @@ from trajectory_msgs.msg import JointTrajectory
 from fast_dvla_ros.execution import load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, EpisodeOutcome, ExecutorStatus
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
-from fast_dvla_ros.nodes.testing import ROOT, NodeProcess, Probe, check_commands_safe, count_reanchors
 from fast_dvla_ros.params_file import node_parameters
+from ros_peers.testing import ROOT, NodeProcess, Probe, check_commands_safe, count_reanchors
 
 PARAMS = str(ROOT / "config" / "sim_conveyor.yaml")
 # The demo's wiring under a per-run prefix, so no other graph on the machine can cross-talk.

@@ -21,7 +21,7 @@ from fast_dvla_ros.execution import load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
 from fast_dvla_ros.nodes.conversions import sec_to_duration, sec_to_time
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
-from fast_dvla_ros.nodes.testing import NodeProcess, Probe, check_commands_safe
+from ros_peers.testing import NodeProcess, Probe, check_commands_safe
 
 LIMITS = load_joint_limits("panda")
 NAMES = list(LIMITS.joint_names)

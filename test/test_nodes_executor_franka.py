@@ -28,8 +28,8 @@ from trajectory_msgs.msg import JointTrajectory
 from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
 from fast_dvla_ros.nodes.conversions import sec_to_duration, sec_to_time
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
-from fast_dvla_ros.nodes.testing import NodeProcess, Probe
 from ros_peers.fake_franka import FakeFrankaGripper, FakeFrankaHardware
+from ros_peers.testing import NodeProcess, Probe
 
 NAMES = [f"panda_joint{i}" for i in range(1, 8)]
 HOME = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])

@@ -24,7 +24,7 @@ from fast_dvla_ros.execution import load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, ExecutorStatus
 from fast_dvla_ros.nodes.conversions import duration_to_sec, rgb_to_image
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
-from fast_dvla_ros.nodes.testing import NodeProcess, Probe, check_commands_safe, count_reanchors
+from ros_peers.testing import NodeProcess, Probe, check_commands_safe, count_reanchors
 
 _NS = f"/policy_test{os.getpid()}"  # per-run topic prefix: no cross-talk with any other graph
 IMG, JS, CHUNK, TRAJ, STATUS = (f"{_NS}/{t}" for t in ("image", "joint_states", "action_chunk", "traj", "status"))

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image, JointState
 from fast_dvla_ros.msg import ActionChunk
 from fast_dvla_ros.nodes.conversions import rgb_to_image
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, SENSOR_QOS
-from fast_dvla_ros.nodes.testing import NodeProcess, Probe
+from ros_peers.testing import NodeProcess, Probe
 
 _NS = f"/policy_sigint_test{os.getpid()}"
 IMG, JS, CHUNK = (f"{_NS}/{t}" for t in ("image", "joint_states", "action_chunk"))

@@ -19,7 +19,7 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 from fast_dvla_ros.msg import EpisodeOutcome
 from fast_dvla_ros.nodes.conversions import sec_to_duration, time_to_sec
 from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
-from fast_dvla_ros.nodes.testing import NodeProcess, Probe
+from ros_peers.testing import NodeProcess, Probe
 
 P = f"/sim_test{os.getpid()}"  # per-run topic prefix: no cross-talk with any other graph
 ARM = [f"panda_joint{i}" for i in range(1, 8)]

@@ -128,11 +128,11 @@ def test_advance_carries_fractional_substeps(env):
     assert env.episode_status().time_s == pytest.approx(9 / 240)
 
 
-def test_render_and_wrist_camera():
-    env = ConveyorPickEnv(SimConfig(image_size=32, wrist_camera=True))
+def test_render():
+    env = ConveyorPickEnv(SimConfig(image_size=32))
     try:
         obs, _ = env.reset(seed=0)
-        assert obs["image"].shape == (32, 32, 3) and obs["wrist_image"].shape == (32, 32, 3)
+        assert obs["image"].shape == (32, 32, 3)
         assert env.render().dtype == np.uint8
         assert "image" not in env.observe()
     finally:

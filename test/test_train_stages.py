@@ -16,7 +16,16 @@ import torch
 
 from fast_dvla_ros.core.model import DVLA
 from fast_dvla_ros.train.demos import generate
-from fast_dvla_ros.train.pipeline import convergence_report, main, round_stages, speedup_table, steps_to_reach
+from fast_dvla_ros.train.pipeline import (
+    DemoStage,
+    build_parser,
+    convergence_report,
+    main,
+    recipe,
+    round_stages,
+    speedup_table,
+    steps_to_reach,
+)
 from fast_dvla_ros.train.trainer import StageTrainer, TrainConfig
 
 TINY = {"image_size": 32}
@@ -126,6 +135,24 @@ def test_each_round_fine_tunes_the_last_student_into_a_teacher_and_distils_from_
     assert [Path(c.init_from).name for c in teachers] == ["scratch_long", "distill", "distill_r2"]
     assert [c.steps for c in teachers] == [10, 30, 30] and all(c.steps == 6 for c in students)
     assert [c.teacher_dir for c in students] == [c.out_dir for c in teachers]
+
+
+def test_the_recipe_lists_every_stage_in_order_with_its_hyperparameters(tmp_path: Path) -> None:
+    stages = recipe(tmp_path, build_parser().parse_args(["--run-dir", str(tmp_path), "--rounds", "2"]))
+    names = [Path(s.out if isinstance(s, DemoStage) else s.out_dir).name for s in stages]
+    assert names == ["demos", "demos_dart", "teacher_base", "demos_takeover", "scratch", "scratch_long",
+                     "teacher", "distill", "teacher_r2", "distill_r2"]
+    clean, dart, base, takeover = stages[:4]
+    assert clean.action_noise == 0.0 and dart.action_noise == 0.03
+    assert base.data_dir == str(tmp_path / "demos_dart") and (base.steps, base.lr_schedule_steps) == (2000, 3000)
+    # the recovery data is driven by the base policy's intermediate checkpoint, on seeds of its own
+    assert takeover.takeover_checkpoint == tmp_path / "teacher_base" / f"step_{base.save_every}"
+    assert takeover.command()[-5:] == ["--takeover-checkpoint", str(takeover.takeover_checkpoint),
+                                       "--takeover-steps", "10", "70"] and takeover.seed0 == 5000
+    trained = [s for s in stages[4:] if isinstance(s, TrainConfig)]
+    assert all(s.data_dir.split(",") == [str(tmp_path / d) for d in ("demos", "demos_dart", "demos_takeover")]
+               for s in trained)
+    assert [s.lr for s in trained] == [1e-3, 1e-3, 3e-4, 5e-4, 3e-4, 5e-4]
 
 
 def test_pipeline_refuses_zero_rounds(tmp_path: Path) -> None:

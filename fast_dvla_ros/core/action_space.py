@@ -69,11 +69,16 @@ class ActionSpace:
         return len(self.names)
 
     @property
+    def joint_dims(self) -> list[int]:
+        """Every dimension but the gripper's."""
+        return [i for i in range(self.dim) if i != self.gripper_index]
+
+    @property
     def relative_dims(self) -> list[int]:
         """Dimensions stored relative to the observed joint positions (the first ones of proprio)."""
         if self.kind != "joint_delta":
             return []
-        return [i for i in range(self.dim) if i != self.gripper_index]
+        return self.joint_dims
 
     def to_relative(self, actions: np.ndarray, proprio: np.ndarray) -> np.ndarray:
         """Absolute actions [B, H, D] -> this space's representation, given raw proprio [B, P]."""

@@ -324,7 +324,8 @@ class DVLA(nn.Module):
         return self.forward_train(*args, **kwargs)
 
     def loss(self, logits: torch.Tensor, target_bins: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        """Cross-entropy on masked positions only (the masked-diffusion objective)."""
+        """Cross-entropy on masked positions only (the masked-diffusion objective; every training stage's
+        action loss, train/trainer.py)."""
         target = target_bins.reshape(logits.shape[0], -1).to(logits.device)
         m = masked.reshape(target.shape).to(logits.device)
         if not m.any():

@@ -37,7 +37,6 @@ class SimConfig:
     block_size: float = 0.04  # cube edge (m); the Panda hand opens to 0.08 m
     block_mass: float = 0.1  # kg
     image_size: int = 96  # square RGB side (px) of the scene camera
-    wrist_camera: bool = False  # also render a wrist camera image (obs["wrist_image"])
     episode_time_limit: float = 10.0  # s of simulated time, then truncated with cause "timeout"
     seed: int | None = None  # default seed for reset() when none is given
     terminate_on_success: bool = True

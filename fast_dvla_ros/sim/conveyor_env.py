@@ -148,8 +148,6 @@ class ConveyorPickEnv:
         self.set_command(scene.HOME_JOINTS, scene.GRIPPER_MAX)
         obs = self.observe()
         obs["image"] = self.render()
-        if cfg.wrist_camera:
-            obs["wrist_image"] = self.render_wrist()
         return obs, self._info()
 
     # ------------------------------------------------------------------ Gymnasium-style step
@@ -161,8 +159,6 @@ class ConveyorPickEnv:
         self._steps += 1
         obs = self.observe()
         obs["image"] = self.render()
-        if self.config.wrist_camera:
-            obs["wrist_image"] = self.render_wrist()
         st = self._status
         # Sparse reward, paid once on the step the block lands in the bin.
         reward = 1.0 if st.success and not self._rewarded else 0.0
@@ -255,17 +251,6 @@ class ConveyorPickEnv:
         self._require_episode()
         s = self.config.image_size
         return self._camera(s, self._view, self._proj)
-
-    def render_wrist(self) -> np.ndarray:
-        """Wrist camera RGB image looking along the hand's approach axis, uint8 [S, S, 3]."""
-        self._require_episode()
-        pos, orn = pybullet.getLinkState(self._robot, scene.HAND_LINK, physicsClientId=self._client)[4:6]
-        rot = np.array(pybullet.getMatrixFromQuaternion(orn)).reshape(3, 3)
-        eye = np.asarray(pos) + rot @ np.array([0.05, 0.0, 0.02])
-        target = eye + rot @ np.array([0.0, 0.0, 0.3])
-        view = pybullet.computeViewMatrix(eye.tolist(), target.tolist(), (rot @ np.array([1.0, 0.0, 0.0])).tolist())
-        proj = pybullet.computeProjectionMatrixFOV(70.0, 1.0, 0.01, 2.0)
-        return self._camera(self.config.image_size, view, proj)
 
     def episode_status(self) -> EpisodeStatus:
         """Copy of the latched episode outcome."""

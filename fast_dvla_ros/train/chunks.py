@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import torch
 
-from fast_dvla_ros.train.demos import load_demo_arrays
+from fast_dvla_ros.train.demos import BLOCK_POSITION, load_demo_arrays
 
 
 @dataclass
@@ -33,11 +33,29 @@ class ChunkBatch:
     block_uv: torch.Tensor | None = None
 
 
+def episode_bounds(episode: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Index of the first and of the last frame of each frame's episode, [N] each."""
+    last = np.zeros(len(episode), np.int64)
+    first = np.zeros(len(episode), np.int64)
+    for e in np.unique(episode):
+        idx = np.nonzero(episode == e)[0]
+        last[idx] = idx.max()
+        first[idx] = idx.min()
+    return first, last
+
+
+def chunk_rows(frames: np.ndarray, last: np.ndarray, horizon: int) -> np.ndarray:
+    """Frame indices [B, H] of the action chunk of each frame t in ``frames``: t .. t + H - 1 of its
+    episode, repeating the episode's last frame (``last``, from ``episode_bounds``) past its end: the arm
+    holds still after the demonstration ends."""
+    return np.minimum(frames[:, None] + np.arange(horizon)[None, :], last[frames][:, None])
+
+
 class ChunkSampler:
     """Random (frame, chunk) samples from a subset of episodes.
 
     The chunk for frame t is actions[t : t + H] of its episode, padded with the episode's last
-    action (the arm holds still after the demonstration ends). With ``num_frames`` 2 the image is
+    action (``chunk_rows``). With ``num_frames`` 2 the image is
     frame t stacked with frame t - ``frame_gap`` (clamped to the episode's first frame).
     ``control_hz``: the demonstrations' frame rate (meta.json), which is also the checkpoint's action rate.
     """
@@ -71,15 +89,8 @@ class ChunkSampler:
         self.frame_gap = frame_gap
         self.control_hz = float(control_hz)
         self.instr_ids = np.stack([encode_instruction(t) for t in instructions])  # per frame
-        # index of the last frame of each frame's episode, for padding
-        last = np.zeros(len(episode), np.int64)
-        first = np.zeros(len(episode), np.int64)
-        for e in np.unique(episode):
-            idx = np.nonzero(episode == e)[0]
-            last[idx] = idx.max()
-            first[idx] = idx.min()
-        self.last = last
-        self.first = first
+        first, last = episode_bounds(episode)
+        self.first, self.last = first, last
         self.scene_state = None if scene_state is None else _with_velocity(scene_state, first, self.control_hz)
         self.block_uv = None if scene_state is None else _block_uv(scene_state)
 
@@ -87,8 +98,7 @@ class ChunkSampler:
         return int(self.frames.size)
 
     def gather(self, frames: np.ndarray) -> ChunkBatch:
-        offsets = np.arange(self.horizon)[None, :]
-        rows = np.minimum(frames[:, None] + offsets, self.last[frames][:, None])
+        rows = chunk_rows(frames, self.last, self.horizon)
         images = self.images[frames]
         if self.num_frames == 2:
             previous = self.images[np.maximum(frames - self.frame_gap, self.first[frames])]
@@ -104,7 +114,7 @@ class ChunkSampler:
 
     def all_chunks(self) -> tuple[np.ndarray, np.ndarray]:
         """Action chunks [N, H, D] and proprio [N, P] of every frame (no images): tokenizer statistics."""
-        rows = np.minimum(self.frames[:, None] + np.arange(self.horizon)[None, :], self.last[self.frames][:, None])
+        rows = chunk_rows(self.frames, self.last, self.horizon)
         return self.actions[rows], self.proprio[self.frames].astype(np.float64)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> ChunkBatch:
@@ -116,18 +126,18 @@ class ChunkSampler:
 
 
 def _block_uv(state: np.ndarray) -> np.ndarray:
-    """Image position of the block centre (columns 0..2 of the scene state), NaN when out of view."""
+    """Image position of the block centre (``BLOCK_POSITION`` of the scene state), NaN when out of view."""
     from fast_dvla_ros.sim.scene import project_to_image
 
-    uv = project_to_image(state[:, :3]).astype(np.float32)
+    uv = project_to_image(state[:, BLOCK_POSITION]).astype(np.float32)
     out = ~np.all((uv >= 0.0) & (uv < 1.0), axis=1)
     uv[out] = np.nan
     return uv
 
 
 def _with_velocity(state: np.ndarray, first: np.ndarray, control_hz: float) -> np.ndarray:
-    """Append the block velocity (backward difference of columns 0..2; forward at an episode start)."""
-    pos = state[:, :3].astype(np.float64)
+    """Append the block velocity (backward difference of ``BLOCK_POSITION``; forward at an episode start)."""
+    pos = state[:, BLOCK_POSITION].astype(np.float64)
     idx = np.arange(len(pos))
     prev = np.where(idx > first, idx - 1, idx)
     nxt = np.where(idx > first, idx, np.minimum(idx + 1, len(pos) - 1))

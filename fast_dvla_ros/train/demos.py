@@ -10,11 +10,11 @@ Format (``format_version`` 1), one directory:
   (7 absolute joint targets rad + gripper width m, docs/CONTRACTS.md), ``episode`` int64 [N] (global
   episode index), ``step`` int32 [N] (index within the episode), and per episode: ``episode_ids``,
   ``instructions`` (unicode), ``seeds``, ``lengths``, ``belt_speed``, ``lateral_offset``, ``block_color``.
-  Optionally ``wrist_images`` when the sim config enables the wrist camera. ``scene_state`` float32
-  [N, 8] (``SCENE_STATE_NAMES``): the block's position, its offset from the grasp point and its yaw
-  (as cos/sin of 4*yaw: a cube looks the same every 90 deg) at frame t. Privileged simulator state,
-  never a policy input: the trainer uses it as an auxiliary target so the vision layers must
-  localise the block (see ``TrainConfig.aux_weight``). Sets written before it existed load without it.
+  ``scene_state`` float32 [N, 8] (``SCENE_STATE_NAMES``): the block's position, its offset from the grasp
+  point and its yaw (as cos/sin of 4*yaw: a cube looks the same every 90 deg) at frame t. Privileged
+  simulator state, never a policy input: the trainer uses it as an auxiliary target so the vision
+  layers must localise the block (see ``TrainConfig.aux_weight``). Sets written before it existed load
+  without it.
 * ``meta.json`` — format name/version, image size, control rate, action and proprio names, counts,
   the shard list, the simulator and expert configs and the generation summary.
 * ``stats.json`` — per dimension min/max/mean/std and 1/5/50/95/99th percentiles of ``actions`` and
@@ -45,7 +45,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -58,6 +58,10 @@ SCENE_STATE_NAMES = (
     "block_minus_grasp_x", "block_minus_grasp_y", "block_minus_grasp_z",
     "block_cos4yaw", "block_sin4yaw",
 )
+# Column ranges of the scene state, for the code that reads a part of it by name.
+BLOCK_POSITION = slice(SCENE_STATE_NAMES.index("block_x"), SCENE_STATE_NAMES.index("block_z") + 1)
+BLOCK_MINUS_GRASP = slice(SCENE_STATE_NAMES.index("block_minus_grasp_x"),
+                          SCENE_STATE_NAMES.index("block_minus_grasp_z") + 1)
 
 
 def scene_state(env) -> np.ndarray:
@@ -85,7 +89,6 @@ class EpisodeRecord:
     belt_speed: float
     lateral_offset: float
     block_color: str
-    wrist_images: np.ndarray | None = None
     scene_state: np.ndarray | None = None
 
     @property
@@ -128,7 +131,7 @@ def _init_worker(
 def _run_policy(env, policy, obs: dict, info: dict, steps: int) -> tuple[dict, dict, bool]:
     """Let ``policy`` drive for ``steps`` control steps (4 actions per chunk, as in the evaluation);
     returns obs, info, done."""
-    from fast_dvla_ros.train.closed_loop import PolicyDriver
+    from fast_dvla_ros.evaluation.episodes import PolicyDriver
 
     driver = PolicyDriver(policy, env.control_hz)
     driver.reset(obs)
@@ -167,7 +170,7 @@ def run_expert_episode(
                                  np.zeros((0, 8)), str(info["instruction"]), float(info["belt_speed"]),
                                  float(info["lateral_offset"]), str(info["block_color"]))
     expert.reset(obs, info)
-    images, wrist, proprio, actions, states = [], [], [], [], []
+    images, proprio, actions, states = [], [], [], []
     max_steps = int(env.config.episode_time_limit * env.control_hz) + 2
     rng = np.random.default_rng(seed + 7919)
     drift = np.zeros(7)
@@ -179,8 +182,6 @@ def run_expert_episode(
             action = label.copy()
             action[:7] += drift
         images.append(obs["image"])
-        if "wrist_image" in obs:
-            wrist.append(obs["wrist_image"])
         proprio.append(np.r_[obs["joint_pos"], obs["gripper_width"]])
         states.append(scene_state(env))
         actions.append(label)
@@ -198,7 +199,6 @@ def run_expert_episode(
         belt_speed=float(info["belt_speed"]),
         lateral_offset=float(info["lateral_offset"]),
         block_color=str(info["block_color"]),
-        wrist_images=np.stack(wrist).astype(np.uint8) if wrist else None,
         scene_state=np.stack(states),
     )
 
@@ -242,8 +242,6 @@ def _write_shard(path: Path, episodes: list[EpisodeRecord], first_index: int) ->
         "lateral_offset": np.array([e.lateral_offset for e in episodes], dtype=np.float64),
         "block_color": np.array([e.block_color for e in episodes]),
     }
-    if all(e.wrist_images is not None for e in episodes):
-        arrays["wrist_images"] = np.concatenate([e.wrist_images for e in episodes])
     if all(e.scene_state is not None for e in episodes):
         arrays["scene_state"] = np.concatenate([e.scene_state for e in episodes])
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
@@ -365,7 +363,6 @@ def generate(
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "image_size": cfg.image_size,
         "image_key": "images",
-        "wrist_images": cfg.wrist_camera,
         "control_hz": CONTROL_HZ,
         "action_names": action_names,
         "proprio_names": list(PROPRIO_NAMES),
@@ -406,20 +403,17 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     Keys: ``images`` uint8 [N,S,S,3], ``proprio`` float32 [N,8], ``actions`` float32 [N,8],
     ``episode`` int64 [N], ``step`` int32 [N], ``instructions`` list[str] per frame,
     ``episode_instructions`` dict id -> str, ``episode_info`` list of per-episode dicts,
-    ``stats`` (stats.json) and ``meta`` (meta.json). ``wrist_images`` and ``scene_state`` when recorded.
+    ``stats`` (stats.json) and ``meta`` (meta.json). ``scene_state`` when recorded.
     """
     root = Path(root)
     meta = _read_meta(root)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("images", "proprio", "actions", "episode", "step")}
-    wrist: list[np.ndarray] = []
     states: list[np.ndarray] = []
     episode_info: list[dict[str, Any]] = []
     for shard in meta["shards"]:
         with np.load(root / shard["file"], allow_pickle=False) as z:
             for k in parts:
                 parts[k].append(z[k])
-            if "wrist_images" in z.files:
-                wrist.append(z["wrist_images"])
             if "scene_state" in z.files:
                 states.append(z["scene_state"])
             for i, ep in enumerate(z["episode_ids"].tolist()):
@@ -441,81 +435,11 @@ def load_demo_arrays(root: str | Path) -> dict[str, Any]:
     arrays["instructions"] = [by_id[int(e)] for e in arrays["episode"]]
     arrays["episode_instructions"] = by_id
     arrays["episode_info"] = episode_info
-    if wrist:
-        arrays["wrist_images"] = np.concatenate(wrist)
     if states and len(states) == len(meta["shards"]):
         arrays["scene_state"] = np.concatenate(states)
     arrays["stats"] = json.loads((root / "stats.json").read_text())
     arrays["meta"] = meta
     return arrays
-
-
-class DemoSample(NamedTuple):
-    """One training sample; a NamedTuple so torch's default_collate batches it field by field."""
-
-    image: np.ndarray  # uint8 [S, S, 3]
-    proprio: np.ndarray  # float32 [8]
-    instruction: str
-    actions: np.ndarray  # float32 [H, 8]: actions t .. t+H-1, padded with the episode's last action
-    is_pad: np.ndarray  # bool [H]: True where the chunk ran past the end of the episode
-
-
-class DemoDataset:
-    """Map-style dataset over every frame of a demonstration directory (works with torch DataLoader).
-
-    Sample ``i`` is frame ``t`` of some episode with the action chunk that starts at ``t``. Past
-    the end of the episode the chunk repeats the last action (the arm holds still), and ``is_pad``
-    marks those positions so a trainer can down-weight them.
-    """
-
-    def __init__(self, root: str | Path, horizon: int = 8, episodes: list[int] | None = None) -> None:
-        if horizon < 1:
-            raise ValueError("horizon must be >= 1")
-        data = load_demo_arrays(root)
-        self.horizon = horizon
-        self.meta: dict[str, Any] = data["meta"]
-        self.stats: dict[str, Any] = data["stats"]
-        self.episode_info: list[dict[str, Any]] = data["episode_info"]
-        self.images: np.ndarray = data["images"]
-        self.proprio: np.ndarray = data["proprio"]
-        self.actions: np.ndarray = data["actions"]
-        self.episode: np.ndarray = data["episode"]
-        self._instructions: dict[int, str] = data["episode_instructions"]
-        # last frame index of each frame's episode (frames of an episode are contiguous)
-        change = np.flatnonzero(np.diff(self.episode)) + 1
-        starts = np.r_[0, change]
-        ends = np.r_[change, len(self.episode)] - 1
-        self._last = np.repeat(ends, ends - starts + 1)
-        keep = np.ones(len(self.episode), bool) if episodes is None else np.isin(self.episode, episodes)
-        self._frames = np.flatnonzero(keep)
-        if self._frames.size == 0:
-            raise ValueError(f"no frames for episodes {episodes}")
-
-    @property
-    def action_names(self) -> list[str]:
-        return list(self.meta["action_names"])
-
-    @property
-    def num_episodes(self) -> int:
-        return len(np.unique(self.episode[self._frames]))
-
-    def __len__(self) -> int:
-        return int(self._frames.size)
-
-    def __getitem__(self, index: int) -> DemoSample:
-        if not -len(self) <= index < len(self):
-            raise IndexError(f"index {index} out of range for {len(self)} samples")
-        f = int(self._frames[index])
-        rows = f + np.arange(self.horizon)
-        last = int(self._last[f])
-        is_pad = rows > last
-        return DemoSample(
-            image=self.images[f],
-            proprio=self.proprio[f],
-            instruction=self._instructions[int(self.episode[f])],
-            actions=self.actions[np.minimum(rows, last)],
-            is_pad=is_pad,
-        )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 * ``scratch``  — the same block-causal student and noise schedule, trained from random weights on
   ground truth only, with the same budget: the convergence baseline for the distillation claim.
 
+A run's settings are a ``TrainConfig`` (train/config.py, which also generates the command line).
 Every run writes into its output directory: the checkpoint (``save_pretrained``), ``log.csv``
 (step, wall time, train loss, lr, and validation metrics at eval steps), ``loss_curve.png`` and
 ``summary.json``. Validation uses a fixed batch and a fixed mask so curves are comparable across
@@ -21,15 +22,13 @@ decoded), the teacher on uniform masks under bidirectional attention.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
@@ -40,75 +39,18 @@ from fast_dvla_ros.core.action_space import ActionSpace, ActionTokenizer
 from fast_dvla_ros.core.checkpoint import CheckpointError
 from fast_dvla_ros.core.config import DVLAConfig
 from fast_dvla_ros.core.contract import ActionSpaceSummary, RuntimeContract
-from fast_dvla_ros.core.decoder_options import decoder_spec_argument, parse_decoder_spec
+from fast_dvla_ros.core.decoder_options import parse_decoder_spec
 from fast_dvla_ros.core.model import DVLA, MASKED_BIN
 from fast_dvla_ros.train.chunks import ChunkBatch, ChunkSampler, load_samplers
+from fast_dvla_ros.train.config import NOISE_SCHEDULES, STAGE_DECODERS, TrainConfig, parse_args
+from fast_dvla_ros.train.demos import BLOCK_MINUS_GRASP
 from fast_dvla_ros.train.noise import block_monotone_mask, uniform_ratio_mask
 
-Stage = Literal["teacher", "distill", "scratch"]
-# The decoder each stage's checkpoint is meant for, written into its config.json (core/contract.py): the
-# baseline dVLA's own decoder for the teacher; Fast-dVLA's pipeline for the students, at one forward per
-# block (n = 1) for the distilled student, which picks more with it, and at the paper's n = 2 for the
-# students trained from scratch, which release the block early at n = 1 (bench/RESULTS.md section 1).
-STAGE_DECODERS: dict[str, str] = {"teacher": "bidirectional", "distill": "pipelined:n=1", "scratch": "pipelined"}
+__all__ = ["STAGE_DECODERS", "StageTrainer", "TrainConfig", "action_bins", "main", "parse_args", "plot_curves"]
 
-
-@dataclass
-class TrainConfig:
-    stage: Stage
-    data_dir: str
-    out_dir: str
-    steps: int = 1500
-    batch_size: int = 32
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.05
-    lr_schedule_steps: int = 0  # length of the cosine schedule (0 = steps); longer = stop before it ends
-    warmup_steps: int = 50
-    weight_decay: float = 0.01
-    grad_clip: float = 1.0
-    seed: int = 0
-    preset: str = "sim"
-    preset_overrides: dict = field(default_factory=dict)
-    # joint_delta (chunk-relative joint targets) or joint_position (absolute); see ActionSpace.
-    action_kind: str = "joint_delta"
-    # Fraction of training samples whose proprio input is replaced by the dataset mean pose. In the
-    # demonstrations the arm's pose already encodes where the expert is heading, so a policy can
-    # imitate from proprio alone and never learn to find the block in the image (measured: with
-    # 0.0 the teacher's first chunk was uncorrelated with the block's position, 0/10 picks).
-    proprio_dropout: float = 0.5
-    # Weight of the auxiliary loss: regress the block's pose and its offset from the grasp point
-    # (privileged simulator state recorded with the demonstrations) from the pooled prefix. Without
-    # it the policies fitted the demonstrations yet ignored where the block was (first chunk nearly
-    # the same in every episode, 0-10% picks): the action loss alone gave the vision layers too weak
-    # a signal to localise a few-pixel block. Used only when the data has ``scene_state``.
-    aux_weight: float = 1.0
-    # Weight of the keypoint loss on the image tokens (DVLAConfig.keypoint_head): cross-entropy over
-    # the tokens for "which patch holds the block's centre" plus the centre's offset inside it. With
-    # only the pooled regression above the teacher still guessed the mean block position on the first
-    # frame (4 cm off, measured) and used the arm's pose as a proxy later on.
-    keypoint_weight: float = 1.0
-    # Stacked camera frames (1 or 2; see DVLAConfig.num_frames) for teacher/scratch; distill copies
-    # the teacher's. Two frames make the belt speed observable.
-    num_frames: int = 2
-    # Training mask schedule; "" = the stage's own (teacher: uniform, students: block_monotone).
-    # "mixed" draws one of the two per sample, so a bidirectional model also learns the
-    # time-ordered states (early blocks decoded, later ones masked) the students are trained on;
-    # "masked_tail" always masks every block from a random one on, so a step is often predicted
-    # without any later step visible (bench/context_dependence.py).
-    noise: str = ""
-    teacher_dir: str | None = None  # distill only
-    init_from: str | None = None  # start from this checkpoint (its config and bins); distill: an earlier student
-    kl_weight: float = 1.0  # distill only
-    ce_weight: float = 0.5  # distill: ground-truth CE added to the KL
-    eval_every: int = 50
-    save_every: int = 0  # also save a checkpoint to out_dir/step_<N> every N steps (0 = only at the end)
-    val_batch: int = 128
-    val_fraction: float = 0.1
-    # Decoder spec recorded as the checkpoint's recommendation; "" = the stage's (STAGE_DECODERS).
-    decoder: str = ""
-    # Intra-op threads. 1 by default: on a 2-core machine shared with a simulator or other jobs,
-    # torch's spinning OpenMP workers slow a step down ~8x (measured); pass 2 on an idle machine.
-    threads: int = 1
+# The keypoint head's outputs per image token (DVLAConfig.keypoint_head): "the block's centre is in this
+# patch" logit, then the centre's (u, v) offset inside the patch.
+KEYPOINT_LOGIT, KEYPOINT_OFFSET = 0, slice(1, 3)
 
 
 def _tokenizer_from_data(
@@ -261,7 +203,7 @@ class StageTrainer:
             pick = torch.rand(batch, generator=gen) < 0.5
             uniform, monotone = uniform_ratio_mask(batch, h, d, gen), block_monotone_mask(batch, h, d, gen)
             return torch.where(pick[:, None, None], uniform, monotone)
-        raise ValueError(f"unknown noise schedule {noise!r} (uniform, block_monotone, masked_tail, mixed)")
+        raise ValueError(f"unknown noise schedule {noise!r} ({', '.join(NOISE_SCHEDULES)})")
 
     def _drop_proprio(self, proprio: torch.Tensor) -> torch.Tensor:
         """Replace a random ``proprio_dropout`` share of the rows by the mean pose (training only)."""
@@ -280,7 +222,7 @@ class StageTrainer:
         inp = _masked_input(bins, m)
         proprio = self._drop_proprio(batch.proprio)  # the targets above stay relative to the true pose
         logits, aux = self.model.forward_train(batch.images, batch.instr_ids, proprio, inp, return_aux=True)
-        ce = F.cross_entropy(logits[m].float(), bins[m])
+        ce = self.model.loss(logits, bins, m)
         parts = {"ce": float(ce.detach())}
         loss = ce
         aux_loss = self._aux_loss(aux["state"], batch)
@@ -328,10 +270,10 @@ class StageTrainer:
         if not bool(valid.any()):
             return kp.sum() * 0.0
         kp, index, offset = kp[valid].float(), index[valid], offset[valid]
-        ce = F.cross_entropy(kp[..., 0], index)
+        ce = F.cross_entropy(kp[..., KEYPOINT_LOGIT], index)
         rows = torch.arange(len(index))
-        l1 = F.l1_loss(torch.sigmoid(kp[rows, index, 1:3]), offset)
-        return ce + 5.0 * l1
+        l1 = F.l1_loss(torch.sigmoid(kp[rows, index, KEYPOINT_OFFSET]), offset)
+        return ce + self.cfg.keypoint_offset_weight * l1
 
     @torch.inference_mode()
     def evaluate(self) -> dict:
@@ -344,23 +286,25 @@ class StageTrainer:
             b.images, b.instr_ids, b.proprio, _masked_input(bins, m), return_aux=True
         )
         pred = logits.argmax(-1)
-        ce = float(F.cross_entropy(logits[m].float(), bins[m]))
+        ce = float(self.model.loss(logits, bins, m))
         acc = float((pred[m] == bins[m]).float().mean())
         tok = self.model.action_tokenizer
         pred_full = torch.where(m, pred, bins).reshape(len(b.actions), self.model.config.horizon, -1).numpy()
         err = np.abs(tok.space.to_absolute(tok.decode(pred_full), b.proprio.numpy()) - b.actions)
         self.model.train()
-        out = {"val_ce": ce, "val_acc": acc, "val_abs_err": float(err[..., :7].mean())}
+        out = {"val_ce": ce, "val_acc": acc, "val_abs_err": float(err[..., tok.space.joint_dims].mean())}
         kp = aux["keypoint"]
         if kp is not None and b.block_uv is not None:
             valid, index, _ = self._keypoint_targets(b.block_uv)
             if bool(valid.any()):
-                out["val_keypoint_acc"] = float((kp[valid][..., 0].argmax(dim=1) == index[valid]).float().mean())
+                hits = kp[valid][..., KEYPOINT_LOGIT].argmax(dim=1) == index[valid]
+                out["val_keypoint_acc"] = float(hits.float().mean())
         aux = aux["state"]
         if aux is not None and b.scene_state is not None:
             # block-to-grasp offset error in metres: how well the model knows where to go
             pred_state = aux * self.aux_std + self.aux_mean
-            out["val_aux_offset_err_m"] = float((pred_state[:, 3:6] - b.scene_state[:, 3:6]).norm(dim=1).mean())
+            offset = pred_state[:, BLOCK_MINUS_GRASP] - b.scene_state[:, BLOCK_MINUS_GRASP]
+            out["val_aux_offset_err_m"] = float(offset.norm(dim=1).mean())
         return out
 
     # -- loop ---------------------------------------------------------------------------------
@@ -450,53 +394,9 @@ def plot_curves(runs: dict[str, list[dict]], path: Path, metric: str = "val_ce")
     plt.close(fig)
 
 
-def parse_args(argv: list[str] | None = None) -> TrainConfig:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("stage", choices=["teacher", "distill", "scratch"])
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--out-dir", required=True)
-    p.add_argument("--teacher-dir")
-    p.add_argument("--init-from", help="teacher/scratch: continue from this checkpoint (teacher: a block-causal "
-                   "one is converted to bidirectional attention, the prefix isolated)")
-    p.add_argument("--steps", type=int, default=TrainConfig.steps)
-    p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--seed", type=int, default=TrainConfig.seed)
-    p.add_argument("--preset", default=TrainConfig.preset)
-    p.add_argument("--eval-every", type=int, default=TrainConfig.eval_every)
-    p.add_argument("--ce-weight", type=float, default=TrainConfig.ce_weight)
-    p.add_argument("--num-frames", type=int, choices=(1, 2), default=TrainConfig.num_frames,
-                   help="stacked camera frames (teacher/scratch)")
-    p.add_argument("--save-every", type=int, default=0, help="intermediate checkpoints every N steps")
-    p.add_argument("--keypoint-weight", type=float, default=TrainConfig.keypoint_weight,
-                   help="weight of the block keypoint loss on the image tokens (0 = off)")
-    p.add_argument("--aux-weight", type=float, default=TrainConfig.aux_weight,
-                   help="weight of the auxiliary block-pose regression (0 = off)")
-    p.add_argument("--threads", type=int, default=TrainConfig.threads, help="torch intra-op threads")
-    p.add_argument("--proprio-dropout", type=float, default=TrainConfig.proprio_dropout,
-                   help="share of samples trained with the mean pose instead of the measured one")
-    p.add_argument("--action-kind", choices=["joint_delta", "joint_position"], default=TrainConfig.action_kind,
-                   help="chunk-relative joint targets (default) or absolute ones (teacher/scratch; distill copies)")
-    p.add_argument("--noise", choices=["", "uniform", "block_monotone", "masked_tail", "mixed"], default="",
-                   help="training mask schedule (default: the stage's own; mixed = either, per sample)")
-    p.add_argument("--decoder", default="", type=decoder_spec_argument,
-                   help="decoder spec the checkpoint recommends to its runners (default: the stage's, STAGE_DECODERS)")
-    p.add_argument("--isolate-prefix", action="store_true",
-                   help="teacher: the prefix does not attend to the action tokens (DVLAConfig.prefix_sees_actions)")
-    a = p.parse_args(argv)
-    return TrainConfig(
-        stage=a.stage, data_dir=a.data_dir, out_dir=a.out_dir, teacher_dir=a.teacher_dir, steps=a.steps,
-        batch_size=a.batch_size, lr=a.lr, seed=a.seed, preset=a.preset, eval_every=a.eval_every,
-        ce_weight=a.ce_weight, threads=a.threads, action_kind=a.action_kind,
-        proprio_dropout=a.proprio_dropout, aux_weight=a.aux_weight, save_every=a.save_every, num_frames=a.num_frames,
-        keypoint_weight=a.keypoint_weight, init_from=a.init_from, noise=a.noise, decoder=a.decoder,
-        preset_overrides={"prefix_sees_actions": False} if a.isolate_prefix else {},
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     try:
-        summary = StageTrainer(parse_args(argv)).run()
+        summary = StageTrainer(parse_args(argv, __doc__.split("\n\n")[0])).run()
     except CheckpointError as exc:  # --teacher-dir / --init-from corrupt or truncated: one line, no traceback
         print(f"fast_dvla_ros.train.trainer: {exc}", file=sys.stderr)
         return 2

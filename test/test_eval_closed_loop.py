@@ -8,14 +8,12 @@ import torch
 
 from fast_dvla_ros.core.decoder_options import DecoderSpec, resolve_decoder_spec
 from fast_dvla_ros.core.policy import Policy
-from fast_dvla_ros.train.closed_loop import (
-    ChunkStepper,
-    PolicyDriver,
+from fast_dvla_ros.evaluation.closed_loop import (
     build_parser,
     decoder_settings,
     evaluate,
-    run_episode,
 )
+from fast_dvla_ros.evaluation.episodes import ChunkStepper, PolicyDriver, run_episode
 
 
 def test_evaluate_runs_a_short_episode_with_the_shipped_student() -> None:
@@ -171,7 +169,7 @@ def test_sim_eval_reports_a_bad_checkpoint_in_one_line(tmp_path, damage: str) ->
     elif damage == "corrupt_config":
         (ck / "config.json").write_text('{"name": "sim", ')
     proc = subprocess.run(
-        [sys.executable, "-m", "fast_dvla_ros.train.closed_loop", "--checkpoint", str(ck), "--episodes", "1"],
+        [sys.executable, "-m", "fast_dvla_ros.evaluation.closed_loop", "--checkpoint", str(ck), "--episodes", "1"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2, proc.stdout + proc.stderr

@@ -1,4 +1,4 @@
-"""Real-time evaluation mode: the loop's asynchrony on a simulated clock (fast_dvla_ros/train/realtime_eval.py)."""
+"""Real-time evaluation mode: the loop's asynchrony on a simulated clock (fast_dvla_ros/evaluation/realtime.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("pybullet")
 
 from fast_dvla_ros.core.policy import Policy
-from fast_dvla_ros.train.realtime_eval import RealtimeSettings, run_realtime
+from fast_dvla_ros.evaluation.realtime import RealtimeSettings, run_realtime
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,7 +1,7 @@
 """Helpers for process-level node tests: start a node as its own process, and a probe node.
 
-Used by test/test_nodes_*.py (and usable by the demo's tests): every node runs exactly as a user
-would run it (``python -m fast_dvla_ros.nodes.x --ros-args ...``), talking over real DDS.
+Used by test/test_nodes_*.py: every node runs exactly as a user would run it
+(``python -m fast_dvla_ros.nodes.x --ros-args ...``), talking over real DDS.
 """
 
 from __future__ import annotations
