@@ -84,6 +84,16 @@ class Launch:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
+    def to_end(self, timeout: float) -> tuple[int, str]:
+        """Wait for the launch to end by itself (killed if it does not): its exit code and output."""
+        try:
+            code = self.wait(timeout)
+            out = self.output
+            assert code is not None, f"still running after the episode:\n{out[-3000:]}"
+        finally:
+            self.kill()
+        return code, out
+
     def exits(self) -> dict[str, int]:
         """Process name -> exit code, from launch's own report of each process."""
         return {m.group(1): 0 if m.group(2) == "finished cleanly" else int(m.group(3) or -999)
@@ -119,12 +129,7 @@ def test_sim_launch_ends_after_its_episodes_and_records_a_bag_fast_dvla_eval_rea
     launch_env: dict[str, str], tmp_path: Path
 ) -> None:
     run = Launch(launch_env, "sim_conveyor.launch.py", "episodes:=1", "record:=true", f"bag_dir:={tmp_path}")
-    try:
-        code = run.wait(STARTUP_TIMEOUT_S + 60.0)
-        out = run.output
-        assert code is not None, f"still running after the episode:\n{out[-3000:]}"
-    finally:
-        run.kill()
+    code, out = run.to_end(STARTUP_TIMEOUT_S + 60.0)
     assert code == 0, out[-3000:]
     assert "conveyor_sim exited with code 0: shutting the launch down" in out, out[-3000:]
     exits = run.exits()
@@ -155,12 +160,7 @@ def test_dry_run_never_commands_the_simulated_arm_and_its_bag_evaluates(
     the bag's dry-run commands like any others."""
     run = Launch(launch_env, "sim_conveyor.launch.py", "episodes:=1", "dry_run:=true", "record:=true",
                  f"bag_dir:={tmp_path}")  # fmt: skip
-    try:
-        code = run.wait(STARTUP_TIMEOUT_S + 60.0)
-        out = run.output
-        assert code is not None, f"still running after the episode:\n{out[-3000:]}"
-    finally:
-        run.kill()
+    code, out = run.to_end(STARTUP_TIMEOUT_S + 60.0)
     assert code == 0 and "Traceback" not in out, out[-3000:]
     assert "DRY RUN" in out, out[-3000:]
     bag = sorted(tmp_path.glob("fast_dvla_*"))[0]

@@ -25,6 +25,8 @@ from rclpy.context import Context
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 
+from ros_peers.testing import spin_in_thread
+
 STEP_S = 0.01
 
 
@@ -50,15 +52,7 @@ class _Peer:
         self.group = ReentrantCallbackGroup()
         self.executor = MultiThreadedExecutor(num_threads=6, context=self.context)
         self.executor.add_node(self.node)
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception:  # shutting down
-                return
+        self._thread = spin_in_thread(self.executor, self.context)
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

@@ -66,6 +66,23 @@ class NodeProcess:
         return code, self.output
 
 
+def spin_in_thread(executor: Any, context: Context) -> threading.Thread:
+    """Spin ``executor`` in a daemon thread until ``context`` shuts down."""
+
+    def spin() -> None:
+        while context.ok():
+            try:
+                executor.spin_once(timeout_sec=0.05)
+            except Exception as exc:  # shutting down; otherwise say so and go on (a silent stop hangs tests)
+                if not context.ok():
+                    return
+                print(f"spin_once raised {exc!r}", flush=True)
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    return thread
+
+
 class Probe:
     """An rclpy node in its own context and thread that records messages and publishes test input."""
 
@@ -77,17 +94,7 @@ class Probe:
         self.executor.add_node(self.node)
         self.messages: dict[str, list[tuple[float, Any]]] = defaultdict(list)
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._spin, daemon=True)
-        self._thread.start()
-
-    def _spin(self) -> None:
-        while self.context.ok():
-            try:
-                self.executor.spin_once(timeout_sec=0.05)
-            except Exception as exc:  # shutting down; otherwise say so and go on (a silent stop hangs tests)
-                if not self.context.ok():
-                    return
-                print(f"probe: spin_once raised {exc!r}", flush=True)
+        self._thread = spin_in_thread(self.executor, self.context)
 
     def now(self) -> float:
         return self.node.get_clock().now().nanoseconds * 1e-9
