@@ -177,17 +177,16 @@ class ExecutorNode(Node):
             if reason:
                 self.core.set_robot_error(reason, now)
         cmd = self.core.tick(now)
+        self._send(cmd)  # first: the command is what the tick is for; bookkeeping comes after it
         if self._gripper is not None and not self.core.robot_error:
             self._gripper.update(cmd.gripper_closed)
         events = self.core.counters.take_events()
-        status = self._status(now)
+        self.status_pub.publish(self._status(now))
         for e in events:
             if e.startswith("robot error"):
                 self.get_logger().error(e)  # never throttled: the operator must see every one
             else:
                 self.get_logger().warning(e, throttle_duration_sec=1.0)
-        self._send(cmd)
-        self.status_pub.publish(status)
 
     def _send(self, cmd: TickCommand) -> None:
         if cmd.positions is not None and cmd.velocities is not None and cmd.times_from_start is not None:
