@@ -46,26 +46,32 @@ class ActionSpaceSummary:
 class RuntimeContract:
     """``action_rate_hz``: spacing of a chunk's steps (the demonstrations' control rate), also the rate a
     chunk is worth decoding at; ``action_space``: what the columns are; ``decoder``: the recommended
-    decoder with its settings (every setting explicit, ``DecoderSpec.full``)."""
+    decoder with its settings (every setting explicit, ``DecoderSpec.full``); ``action_prefix_steps``: the
+    longest action prefix (known leading steps, latency-compensated decoding) the checkpoint was trained to
+    continue, 0 for a checkpoint that never saw one (the runtime then decodes every chunk whole)."""
 
     action_rate_hz: float
     action_space: ActionSpaceSummary | None
     decoder: DecoderSpec
+    action_prefix_steps: int = 0
 
     def __post_init__(self) -> None:
         if not self.action_rate_hz > 0:
             raise ValueError(f"action_rate_hz must be > 0, got {self.action_rate_hz}")
+        if self.action_prefix_steps < 0:
+            raise ValueError(f"action_prefix_steps must be >= 0, got {self.action_prefix_steps}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "action_rate_hz": float(self.action_rate_hz),
             "action_space": None if self.action_space is None else self.action_space.to_dict(),
             "decoder": self.decoder.to_dict(),
+            "action_prefix_steps": int(self.action_prefix_steps),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> RuntimeContract:
-        unknown = set(d) - {"action_rate_hz", "action_space", "decoder"}
+        unknown = set(d) - {"action_rate_hz", "action_space", "decoder", "action_prefix_steps"}
         if unknown:
             raise ValueError(f"unknown runtime contract keys: {sorted(unknown)}")
         space = d.get("action_space")
@@ -73,6 +79,7 @@ class RuntimeContract:
             action_rate_hz=float(d["action_rate_hz"]),
             action_space=None if space is None else ActionSpaceSummary.from_dict(space),
             decoder=DecoderSpec.from_dict(d["decoder"]),
+            action_prefix_steps=int(d.get("action_prefix_steps", 0)),
         )
 
 

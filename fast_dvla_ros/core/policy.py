@@ -44,6 +44,9 @@ class Observation:
     # frame from config.frame_gap action steps earlier, for two-frame checkpoints (FrameHistory keeps
     # it); None -> the current image is repeated, as at the start of a training episode
     previous_image: np.ndarray | None = None
+    # latency-compensated decoding: the first d steps of the chunk, known in advance (the executor's plan for
+    # the steps it runs while the chunk is decoded), absolute [d, D] in action units; None or d = 0: none
+    action_prefix: np.ndarray | None = None
 
 
 @dataclass
@@ -51,6 +54,7 @@ class PolicyResult:
     actions: np.ndarray  # float64 [H, D] in action units
     tokens: np.ndarray  # int64 [H, D] bins
     stats: DecodeStats
+    prefix_steps: int = 0  # leading steps given by the observation's action_prefix, not decoded
 
 
 def preprocess_image(image: np.ndarray, size: int) -> torch.Tensor:
@@ -146,12 +150,32 @@ class Policy:
         """Time between the stacked frames the checkpoint was trained on (at its own action rate by default)."""
         return self.model.config.frame_gap / (action_rate_hz or self.action_rate_hz)
 
+    @property
+    def max_prefix_steps(self) -> int:
+        """The longest action prefix the checkpoint was trained to continue (0: none; core/contract.py)."""
+        return self.contract.action_prefix_steps
+
     # ---- inference ----------------------------------------------------------------------------
+    def prefix_bins(self, prefix: np.ndarray, proprio: np.ndarray) -> tuple[np.ndarray, int]:
+        """An absolute action prefix [d, D] -> its bins [d, D] in the checkpoint's representation (relative to
+        ``proprio`` for joint deltas) and the number of values outside the bin range (clipped)."""
+        tok = self.model.action_tokenizer
+        a = np.asarray(prefix, dtype=np.float64)
+        if a.ndim != 2 or a.shape[1] != tok.dim:
+            raise ValueError(f"action_prefix must be [steps, {tok.dim}], got shape {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError("action_prefix contains NaN or inf")
+        relative = tok.space.to_relative(a[None], np.asarray(proprio, np.float64).reshape(1, -1))[0]
+        low, high = np.asarray(tok.space.low), np.asarray(tok.space.high)
+        outside = int(np.count_nonzero((relative < low) | (relative > high)))
+        return np.clip(np.floor((np.clip(relative, low, high) - low) / tok.bin_width), 0, tok.num_bins - 1).astype(
+            np.int64), outside
+
     def make_batch(self, observations: list[Observation]) -> ObservationBatch:
         cfg = self.model.config
         if not observations:
             raise ValueError("no observations")
-        images, proprios, texts = [], [], []
+        images, proprios, texts, prefixes = [], [], [], []
         for obs in observations:
             img = preprocess_image(obs.image, cfg.image_size)
             if cfg.num_frames == 2:
@@ -167,16 +191,37 @@ class Policy:
             if not isinstance(obs.instruction, str):
                 raise ValueError("instruction must be a string")
             texts.append(obs.instruction)
+            prefixes.append(self._observation_prefix(obs, p))
+        if len({len(b) for b in prefixes}) > 1:
+            raise ValueError("every observation of a batch needs an action prefix of the same length")
         dev = self.model.device
+        prefix_bins = None
+        if len(prefixes[0]):
+            prefix_bins = torch.as_tensor(np.stack(prefixes).reshape(len(prefixes), -1), device=dev)
         return ObservationBatch(
             images=torch.stack(images).to(dev),
             instruction_ids=torch.as_tensor(self.model.instruction_tokenizer.encode_batch(texts), device=dev),
             proprio=torch.as_tensor(np.stack(proprios), dtype=torch.float32, device=dev),
+            prefix_bins=prefix_bins,
         )
 
+    def _observation_prefix(self, obs: Observation, proprio: np.ndarray) -> np.ndarray:
+        """The observation's action prefix as bins [d, D] (empty without one). A prefix outside the bin range
+        is refused: clipped, it would commit steps the executor is not going to run."""
+        if obs.action_prefix is None or len(obs.action_prefix) == 0:
+            return np.zeros((0, self.model.config.action_dim), np.int64)
+        if len(obs.action_prefix) >= self.horizon:
+            raise ValueError(f"action_prefix of {len(obs.action_prefix)} steps leaves none of {self.horizon} to decode")
+        bins, outside = self.prefix_bins(obs.action_prefix, proprio)
+        if outside:
+            raise ValueError(f"action_prefix: {outside} values outside the checkpoint's action range")
+        return bins
+
     def predict_batch(self, observations: list[Observation]) -> tuple[list[PolicyResult], DecodeStats]:
-        out = self.decoder.decode(self.make_batch(observations))
-        results = [PolicyResult(out.actions[i], out.tokens[i].numpy(), out.stats) for i in range(len(observations))]
+        batch = self.make_batch(observations)
+        out = self.decoder.decode(batch)
+        d = batch.prefix_tokens // self.model.config.action_dim
+        results = [PolicyResult(out.actions[i], out.tokens[i].numpy(), out.stats, d) for i in range(len(observations))]
         return results, out.stats
 
     def predict(self, observation: Observation) -> PolicyResult:

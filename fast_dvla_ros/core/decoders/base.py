@@ -29,15 +29,26 @@ KVCache = DynamicCache | StaticKVCache
 
 @dataclass
 class ObservationBatch:
-    """Model-ready inputs: images [B,3,S,S] (uint8 or float 0..1), instruction ids [B,T], raw proprio [B,P]."""
+    """Model-ready inputs: images [B,3,S,S] (uint8 or float 0..1), instruction ids [B,T], raw proprio [B,P].
+
+    ``prefix_bins`` (optional, int64 [B, d*D], bins in [0, num_bins)): the first d steps of the chunk are
+    known (latency-compensated decoding: the steps the executor will run while this chunk is decoded).
+    Every decoder commits them before decoding; the block decoders run them through the first forward
+    like the observation prefix, so their KV is cached and only the H - d remaining blocks are decoded.
+    """
 
     images: torch.Tensor
     instruction_ids: torch.Tensor
     proprio: torch.Tensor
+    prefix_bins: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
         return int(self.images.shape[0])
+
+    @property
+    def prefix_tokens(self) -> int:
+        return 0 if self.prefix_bins is None else int(self.prefix_bins.shape[1])
 
 
 @dataclass
@@ -186,9 +197,29 @@ class Decoder:
         if extra:
             cache.crop(-extra)
 
+    def _prefix_blocks(self, batch: ObservationBatch) -> int:
+        """Number of leading blocks given by ``batch.prefix_bins`` (checked: whole blocks, at least one left)."""
+        n = batch.prefix_tokens
+        if n % self.D or not 0 <= n // self.D < self.H:
+            raise ValueError(
+                f"{self.name}: an action prefix must be whole steps and leave at least one of the {self.H} to "
+                f"decode, got {n} tokens ({n / self.D:g} steps)"
+            )
+        return n // self.D
+
     def _empty_bins(self, batch: ObservationBatch) -> torch.Tensor:
-        self.commit_counts = torch.zeros(batch.batch_size, self.N, dtype=torch.long, device=self.model.device)
-        return torch.full((batch.batch_size, self.N), MASKED_BIN, dtype=torch.long, device=self.model.device)
+        """All positions [MASK], except the action prefix's, which count as committed (exactly once)."""
+        dev = self.model.device
+        self.commit_counts = torch.zeros(batch.batch_size, self.N, dtype=torch.long, device=dev)
+        bins = torch.full((batch.batch_size, self.N), MASKED_BIN, dtype=torch.long, device=dev)
+        n = self._prefix_blocks(batch) * self.D
+        if n:
+            known = batch.prefix_bins.to(device=dev, dtype=torch.long)  # type: ignore[union-attr]
+            if known.shape[0] != batch.batch_size or bool(((known < 0) | (known >= self.model.config.num_bins)).any()):
+                raise ValueError(f"{self.name}: prefix_bins must be [batch, d*D] bins in [0, num_bins)")
+            bins[:, :n] = known
+            self.commit_counts[:, :n] = 1
+        return bins
 
     def _commit(self, bins: torch.Tensor, lo: int, hi: int, chosen: torch.Tensor, pred: torch.Tensor) -> None:
         """Write ``pred`` into bins[:, lo:hi] where ``chosen``; only masked positions may be chosen."""
@@ -214,7 +245,7 @@ class Decoder:
             raise RuntimeError(f"{self.name}: decode left masked tokens or returned shape {tuple(bins.shape)}")
         if not bool((self.commit_counts == 1).all()):
             raise RuntimeError(f"{self.name}: some action token was not committed exactly once")
-        committed = int(bins.numel())
+        committed = int(bins.numel()) - batch.prefix_tokens * batch.batch_size  # decoded, not given
         stats = DecodeStats(
             latency_s=latency,
             forward_passes=self._forwards,

@@ -30,18 +30,20 @@ class BidirectionalDecoder(Decoder):
         super().__init__(model, options, **kwargs)
         self.steps = self.options.steps
 
-    def schedule(self) -> list[int]:
+    def schedule(self, known: int = 0) -> list[int]:
+        """Tokens to commit per step when ``known`` of the chunk's tokens are given (an action prefix)."""
+        total = self.N - known
         if self.tokens_per_step is not None:
             k = self.tokens_per_step
-            return [min(k, self.N - i) for i in range(0, self.N, k)]
-        return U.cosine_schedule(self.N, self.steps)
+            return [min(k, total - i) for i in range(0, total, k)]
+        return U.cosine_schedule(total, self.steps)
 
     def _decode(self, batch: ObservationBatch) -> torch.Tensor:
         model = self.model
         prefix = model.embed_prefix(batch.images, batch.instruction_ids, batch.proprio)
         mask = model.attention_mask("bidirectional")
         bins = self._empty_bins(batch)
-        for count in self.schedule():
+        for count in self.schedule(batch.prefix_tokens):
             embeds = torch.cat([prefix, model.embed_actions(bins)], dim=1)
             hidden = self._forward(embeds, mask, 0, None)
             pred, conf = self._predict(model.action_logits(hidden[:, self.P :]))

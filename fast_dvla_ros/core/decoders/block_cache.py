@@ -42,7 +42,9 @@ class BlockCacheDecoder(Decoder):
         full_mask = model.attention_mask("block_causal")
         bins = self._empty_bins(batch)
         steps = 0
-        for h in range(self.H):
+        # an action prefix (known leading blocks) rides along in the first forward with the observation
+        # prefix: its KV is exact (final tokens) and kept by the first crop below
+        for h in range(self._prefix_blocks(batch), self.H):
             lo, hi = h * D, (h + 1) * D
             while bool((bins[:, lo:hi] < 0).any()):
                 steps += 1

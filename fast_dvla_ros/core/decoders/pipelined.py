@@ -58,9 +58,12 @@ class PipelinedDecoder(Decoder):
         cache = self._new_cache(batch) if self.use_kv_cache else None
         full_mask = model.attention_mask("block_causal")
         bins = self._empty_bins(batch)
-        added = torch.ones(B, dtype=torch.long, device=dev)  # blocks [0, added) are active or done
+        # An action prefix's d blocks are complete from the start: the pipeline starts at block d, the known
+        # blocks ride in the first forward and, being complete before it, their KV is kept in the cache.
+        first = self._prefix_blocks(batch)
+        added = torch.full((B,), first + 1, dtype=torch.long, device=dev)  # blocks [0, added) are active or done
         full = torch.zeros(B, H, dtype=torch.bool, device=dev)
-        full[:, 0] = True
+        full[:, : first + 1] = True
         rows = torch.arange(B, device=dev)
         cached = 0  # action tokens whose (exact) KV is in the cache
         for _ in range(self.max_steps):
