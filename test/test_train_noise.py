@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from fast_dvla_ros.train.noise import block_monotone_mask, block_ratios, uniform_ratio_mask
@@ -44,3 +45,21 @@ def test_every_sample_has_a_masked_token() -> None:
     assert m.reshape(5000, -1).any(dim=1).all()
     ratios = m.float().mean(dim=(1, 2))
     assert 0.4 < ratios.mean() < 0.6
+
+
+def test_action_prefix_leaves_leading_blocks_clean_and_something_masked() -> None:
+    from fast_dvla_ros.train.noise import with_action_prefix
+
+    g = torch.Generator().manual_seed(0)
+    base = torch.ones(4000, 8, 8, dtype=torch.bool)
+    out = with_action_prefix(base, 0.5, 5, g)
+    clean_blocks = (~out.any(dim=2)).long().cumprod(dim=1).sum(dim=1)  # leading all-visible blocks per sample
+    assert 0.45 < float((clean_blocks > 0).float().mean()) < 0.55
+    assert int(clean_blocks.max()) == 5 and set(clean_blocks.tolist()) == set(range(6))
+    assert bool(out.reshape(4000, -1).any(dim=1).all())
+    sparse = torch.zeros(50, 8, 8, dtype=torch.bool)
+    sparse[:, 0, 0] = True  # the only masked token sits in the prefix: one moves to the last block
+    moved = with_action_prefix(sparse, 1.0, 3, g)
+    assert bool(moved.reshape(50, -1).any(dim=1).all()) and not bool(moved[:, 0].any())
+    with pytest.raises(ValueError):
+        with_action_prefix(base, 0.5, 8, g)

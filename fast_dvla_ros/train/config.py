@@ -83,6 +83,14 @@ class TrainConfig:
         "training mask schedule: '' = the stage's own (teacher: uniform, students: block_monotone); mixed = "
         "one of the two per sample; masked_tail = every block from a random one on masked",
         choices=("", *NOISE_SCHEDULES)))
+    # Latency-compensated decoding (core/decoders/base.py): the runtime commits the steps the executor runs
+    # while a chunk is decoded as its first blocks; a student that never saw a clean leading block must learn
+    # to continue one. Written into the checkpoint's contract (action_prefix_steps) when used.
+    action_prefix_prob: float = field(default=0.0, metadata=_cli(
+        "block-causal stages: share of training samples whose first k blocks are clean (k up to "
+        "--action-prefix-steps)"))
+    action_prefix_steps: int = field(default=0, metadata=_cli(
+        "longest clean action prefix in training, in steps; the runtime never commits a longer one"))
     teacher_dir: str | None = field(default=None, metadata=_cli("distill: the frozen teacher's checkpoint"))
     init_from: str | None = field(default=None, metadata=_cli(
         "start from this checkpoint (its config and bins): teacher/scratch continue a run (teacher: a "

@@ -14,6 +14,11 @@ Two schedules, one per model kind:
 Both return a boolean mask [B, H, D] with at least one masked token per sample (an all-visible
 sample carries no loss).
 
+``with_action_prefix`` (latency-compensated decoding, core/decoders/base.py): some samples get their first k
+blocks clean, k up to the longest action prefix the runtime will commit, so the student learns to continue
+a given start of the chunk; half of those have every later block fully masked, the state of the first
+forward after the prefix.
+
 One addition to the paper's student schedule: with probability ``full_tail_prob`` a sample's
 blocks after a random point are fully masked. The pipelined decoder appends every new block
 all-masked, a state the capped (<= 0.7) ratios never show the student.
@@ -78,3 +83,26 @@ def block_monotone_mask(
         ratios = torch.where(tail[:, None] & (blocks >= start[:, None]), torch.ones_like(ratios), ratios)
     mask = torch.rand(batch, horizon, dim, generator=generator) < ratios[:, :, None]
     return _ensure_one_masked(mask, generator)
+
+
+def with_action_prefix(
+    mask: torch.Tensor, prob: float, max_steps: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """``mask`` [B, H, D] with, in a ``prob`` share of the samples, the first k ~ U{1..max_steps} blocks
+    visible (clean), and in half of those every later block masked; at least one token stays masked."""
+    b, h, _ = mask.shape
+    if prob <= 0 or max_steps < 1:
+        return mask
+    if max_steps >= h:
+        raise ValueError(f"max_steps must leave a block to predict: {max_steps} >= horizon {h}")
+    rows = torch.rand(b, generator=generator) < prob
+    k = torch.randint(1, max_steps + 1, (b,), generator=generator)
+    blocks = torch.arange(h)[None, :]
+    clean = rows[:, None] & (blocks < k[:, None])
+    masked_tail = rows & (torch.rand(b, generator=generator) < 0.5)
+    out = (mask & ~clean[:, :, None]) | (masked_tail[:, None] & (blocks >= k[:, None]))[:, :, None]
+    empty = ~out.reshape(b, -1).any(dim=1)
+    if empty.any():  # every block after the prefix came out clean: mask one token of the last block
+        idx = torch.randint(0, mask.shape[2], (int(empty.sum()),), generator=generator)
+        out[empty.nonzero(as_tuple=True)[0], h - 1, idx] = True
+    return out

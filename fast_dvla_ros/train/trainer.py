@@ -44,7 +44,7 @@ from fast_dvla_ros.core.model import DVLA, MASKED_BIN
 from fast_dvla_ros.train.chunks import ChunkBatch, ChunkSampler, load_samplers
 from fast_dvla_ros.train.config import NOISE_SCHEDULES, STAGE_DECODERS, TrainConfig, parse_args
 from fast_dvla_ros.train.demos import BLOCK_MINUS_GRASP
-from fast_dvla_ros.train.noise import block_monotone_mask, uniform_ratio_mask
+from fast_dvla_ros.train.noise import block_monotone_mask, uniform_ratio_mask, with_action_prefix
 
 __all__ = ["STAGE_DECODERS", "StageTrainer", "TrainConfig", "action_bins", "main", "parse_args", "plot_curves"]
 
@@ -178,6 +178,11 @@ class StageTrainer:
         self.val_fixed = self.val_set.fixed(cfg.val_batch, seed=cfg.seed + 1)
         # validation keeps the stage's own schedule so curves stay comparable across noise choices
         self.val_mask = self._mask(len(self.val_fixed.proprio), torch.Generator().manual_seed(cfg.seed + 2), "")
+        # and, when training for action prefixes, the same mask with clean leading blocks (val_ce_prefix)
+        self.val_mask_prefix = None
+        if self._prefix_steps():
+            g = torch.Generator().manual_seed(cfg.seed + 3)
+            self.val_mask_prefix = with_action_prefix(self.val_mask.clone(), 1.0, self._prefix_steps(), g)
 
     # -- pieces -------------------------------------------------------------------------------
     def _contract(self) -> RuntimeContract:
@@ -187,7 +192,17 @@ class StageTrainer:
             action_rate_hz=self.train_set.control_hz,
             action_space=ActionSpaceSummary(space.kind, tuple(space.names)),
             decoder=parse_decoder_spec(self.cfg.decoder or STAGE_DECODERS[self.cfg.stage]).full(),
+            action_prefix_steps=self._prefix_steps(),
         )
+
+    def _prefix_steps(self) -> int:
+        """The longest action prefix this run trains on (0: none; the teacher never decodes with one)."""
+        cfg = self.cfg
+        if cfg.action_prefix_prob <= 0 or cfg.action_prefix_steps <= 0:
+            return 0
+        if cfg.stage == "teacher":
+            raise ValueError("--action-prefix-* trains block-causal students (distill, scratch), not the teacher")
+        return cfg.action_prefix_steps
 
     def _mask(self, batch: int, gen: torch.Generator, noise: str | None = None) -> torch.Tensor:
         h, d = self.model.config.horizon, self.model.config.action_dim
@@ -293,6 +308,10 @@ class StageTrainer:
         err = np.abs(tok.space.to_absolute(tok.decode(pred_full), b.proprio.numpy()) - b.actions)
         self.model.train()
         out = {"val_ce": ce, "val_acc": acc, "val_abs_err": float(err[..., tok.space.joint_dims].mean())}
+        if self.val_mask_prefix is not None:
+            mp = self.val_mask_prefix.reshape(m.shape)
+            logits_p = self.model.forward_train(b.images, b.instr_ids, b.proprio, _masked_input(bins, mp))
+            out["val_ce_prefix"] = float(self.model.loss(logits_p, bins, mp))
         kp = aux["keypoint"]
         if kp is not None and b.block_uv is not None:
             valid, index, _ = self._keypoint_targets(b.block_uv)
@@ -319,7 +338,9 @@ class StageTrainer:
             for g in self.opt.param_groups:
                 g["lr"] = lr
             batch = self.train_set.sample(cfg.batch_size, self.rng)
-            loss, parts = self._loss(batch, self._mask(cfg.batch_size, self.gen))
+            mask = with_action_prefix(self._mask(cfg.batch_size, self.gen), cfg.action_prefix_prob,
+                                      self._prefix_steps(), self.gen)  # validation keeps the plain schedule
+            loss, parts = self._loss(batch, mask)
             self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
