@@ -17,6 +17,10 @@ Examples::
     .venv/bin/python bench/decode.py --sizes small --device cuda --dtype bfloat16
     .venv/bin/python bench/decode.py --checkpoint models/teacher_bidirectional --backends fast,transformers
 
+``--prefix-steps 3,4``: also the pipelined decoder with an action prefix of that many steps (latency-compensated
+decoding: the first blocks are given, as the policy runner gives them from the executor's plan). The prefix is
+the first steps of the same decoder's own chunk for the batch, so it is what a plan of this policy looks like.
+
 ``--backends``: one table per backbone backend (``fast`` = FastQwen2, ``transformers`` = the
 transformers module with a DynamicCache), every decoder compared with the bidirectional row of
 the same backend; a last table gives fast vs transformers per decoder, measured in the same run.
@@ -117,6 +121,22 @@ def decoders_for(
     }
 
 
+class WithPrefix:
+    """A decoder run on batches whose first ``steps`` blocks are given (its own earlier chunk's first blocks)."""
+
+    def __init__(self, decoder: Decoder, steps: int) -> None:
+        self.decoder, self.steps = decoder, steps
+        self._known: dict[int, torch.Tensor] = {}
+
+    def decode(self, batch: ObservationBatch):
+        key = id(batch)
+        if key not in self._known:  # the prefix: this decoder's own first steps for the batch, tokens of the plan
+            self._known[key] = self.decoder.decode(batch).tokens[:, : self.steps].reshape(batch.batch_size, -1)
+        given = ObservationBatch(batch.images, batch.instruction_ids, batch.proprio,
+                                 self._known[key].to(batch.images.device))
+        return self.decoder.decode(given)
+
+
 def load_observations(path: Path, model: DVLA, count: int, batch: int, device: torch.device):
     """``count`` batches of real frames from a demos shard (images, proprio, actions[, episode, instructions])."""
     import numpy as np
@@ -212,6 +232,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     ap.add_argument("--backends", default="fast", help="comma list of backbone backends: fast,transformers")
+    ap.add_argument("--prefix-steps", default="", help="comma list: extra pipelined rows with an action prefix of "
+                    "that many steps (latency-compensated decoding)")
     args = ap.parse_args()
     backends = [b for b in args.backends.split(",") if b]
 
@@ -256,6 +278,10 @@ def main() -> None:
         for backend in backends:
             for name, d in decoders_for(model, trained, args.tokens_per_step, block_model, backend).items():
                 decoders[f"{name} [{backend}]"] = d
+            pipelined = next(d for n, d in decoders.items() if n.startswith("pipelined") and n.endswith(f"[{backend}]"))
+            for steps in [int(x) for x in args.prefix_steps.split(",") if x]:
+                decoders[f"pipelined + action prefix of {steps} steps [{backend}]"] = WithPrefix(  # type: ignore[assignment]
+                    type(pipelined)(pipelined.model, pipelined.options), steps)
         rows = run(decoders, batches, args.repeats, args.warmup)
         for backend in backends:
             mine = [r for r in rows if r.label.endswith(f"[{backend}]")]

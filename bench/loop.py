@@ -88,6 +88,31 @@ def command_motion(bag: Path) -> dict[str, float]:
     return out
 
 
+def chunk_metrics(bag: Path) -> dict[str, Any]:
+    """Per chunk: backbone forwards and action-prefix steps (ActionChunk), and the executor's switch-over jumps
+    (ExecutorStatus.seam_*: one value per accepted chunk after the first; the status of every tick names the last)."""
+    from fast_dvla_ros.bag.reader import read_messages
+
+    forwards, prefix, seams = [], [], {}
+    for topic, _, msg in read_messages(bag, [TOPICS["action_chunk"], TOPICS["status"]]):
+        if topic == TOPICS["action_chunk"]:
+            forwards.append(int(msg.stats.forward_passes))
+            prefix.append(int(getattr(msg, "prefix_steps", 0)))
+        elif math.isfinite(getattr(msg, "seam_velocity_jump", math.nan)) and msg.last_sequence_id:
+            seams[int(msg.last_sequence_id)] = (float(msg.seam_velocity_jump), float(msg.seam_acceleration_jump))
+    out: dict[str, Any] = {"chunks": len(forwards)}
+    if forwards:
+        out["forwards_per_chunk"] = float(np.mean(forwards))
+        out["prefix_steps_per_chunk"] = float(np.mean(prefix))
+    if seams:
+        v, acc = np.asarray(list(seams.values())).T
+        out["seam_velocity_jump_rad_s"] = {"p50": float(np.percentile(v, 50)), "p99": float(np.percentile(v, 99)),
+                                           "count": int(v.size)}
+        out["seam_acceleration_jump_rad_s2"] = {"p50": float(np.percentile(acc, 50)),
+                                                "p99": float(np.percentile(acc, 99))}
+    return out
+
+
 def tick_period_errors(bag: Path) -> np.ndarray:
     """|interval - 1/30 s| (ms) of the executor's ticks, from ExecutorStatus header stamps (publisher side).
 
@@ -160,6 +185,7 @@ def loop_metrics(bag: Path) -> dict[str, Any]:
     if a.executor:
         out["executor"] = {k: int(v) for k, v in a.executor.totals.items()}
     out["motion"] = command_motion(bag)
+    out["chunks"] = chunk_metrics(bag)
     out["gripper_changes"] = gripper_changes(a)
     return out
 
@@ -250,6 +276,14 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
         failed = "n/a" if g["failed_p50"] is None else f"{g['failed_p50']:.0f}"
         lines.append(f"| gripper open/close changes per episode p50 / p90 / max (failed episodes p50) | "
                      f"{g['p50']:.0f} / {g['p90']:.0f} / {g['max']} ({failed}) |")
+    c = m.get("chunks") or {}
+    if "forwards_per_chunk" in c:
+        lines.append(f"| forwards / action-prefix steps per chunk | {c['forwards_per_chunk']:.2f} / "
+                     f"{c['prefix_steps_per_chunk']:.2f} ({c['chunks']} chunks) |")
+    if "seam_velocity_jump_rad_s" in c:
+        v, acc = c["seam_velocity_jump_rad_s"], c["seam_acceleration_jump_rad_s2"]
+        lines.append(f"| seam velocity jump p50 / p99 (executor, at each switch-over) | {v['p50']:.3f} / "
+                     f"{v['p99']:.3f} rad/s; acceleration p99 {acc['p99']:.1f} rad/s^2 ({v['count']} seams) |")
     for k, v in m["motion"].items():
         lines.append(f"| {k} | {v:.3f} |")
     for n, c in m.get("cpu", {}).items():
@@ -319,8 +353,9 @@ def run_evaluator(
     if realtime:
         from fast_dvla_ros.evaluation.realtime import RealtimeSettings
 
+        prefix = {} if a.action_prefix_steps is None else {"action_prefix_steps": a.action_prefix_steps}
         extra = {"realtime": True, "realtime_settings": RealtimeSettings.from_params_file(
-            a.params_file, decode_latencies_s=decode_latencies_s)}
+            a.params_file, decode_latencies_s=decode_latencies_s, blend_mode=a.blend_mode, **prefix)}
     seeds = f"{seed0}..{seed0 + episodes - 1}"
     print(f"[loop] evaluator ({mode}): {ckpt.name}/{policy.decoder_spec}, seeds {seeds}", flush=True)
     t0 = time.monotonic()
@@ -438,7 +473,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--decoder", default="", type=decoder_spec_argument,
                    help="decoder spec of the policy node (default: the params file's; there '' = the checkpoint's)")
     p.add_argument("--checkpoint")
-    p.add_argument("--blend-mode", default="temporal_ensemble")
+    p.add_argument("--blend-mode", default="temporal_ensemble",
+                   help="executor blend mode (action_prefix: latency-compensated decoding, with the policy's prefix)")
+    p.add_argument("--action-prefix-steps", type=int, default=None,
+                   help="policy node's action_prefix_steps (default: the params file's; -1 = the checkpoint's, "
+                        "0 = off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode (episode k: seed + k)")
     p.add_argument("--evaluator", default="sync",
                    help="after the loop, run the closed-loop evaluator on the same seeds and print both: "

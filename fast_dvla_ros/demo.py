@@ -70,6 +70,8 @@ def node_commands(args: argparse.Namespace, params_file: Path) -> dict[str, list
         return [sys.executable, "-m", f"fast_dvla_ros.nodes.{module}", *ros_args]
 
     policy_params = {"decoder": args.decoder} if args.decoder else {}  # else the params file's
+    if getattr(args, "action_prefix_steps", None) is not None:
+        policy_params["action_prefix_steps"] = str(args.action_prefix_steps)
     if args.checkpoint:
         policy_params["checkpoint"] = str(Path(args.checkpoint).resolve())
     return {

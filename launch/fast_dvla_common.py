@@ -87,6 +87,11 @@ def policy_executor_arguments(*, params_file: str, graph: str) -> list[DeclareLa
             description="ActionChunk topic between policy and executor (must match on both machines)",
         ),
         DeclareLaunchArgument(
+            "plan_topic",
+            default_value=topics["plan_topic"],
+            description="ActionChunk: the executor's plan, from which the policy takes a chunk's action prefix",
+        ),
+        DeclareLaunchArgument(
             "trajectory_topic",
             default_value=topics["trajectory_topic"],
             description="trajectory_msgs/JointTrajectory the executor streams to",
@@ -197,6 +202,7 @@ def policy_and_executor_nodes(
             ("~/instruction", LaunchConfiguration("instruction_topic")),
             ("~/episode_start", LaunchConfiguration("episode_start_topic")),
             ("~/action_chunk", LaunchConfiguration("action_chunk_topic")),
+            ("~/plan", LaunchConfiguration("plan_topic")),
         ],
         arguments=log_args,
         output="screen",
@@ -216,6 +222,7 @@ def policy_and_executor_nodes(
             ("~/gripper_command", LaunchConfiguration("gripper_command_topic")),
             ("~/episode_start", LaunchConfiguration("episode_start_topic")),
             ("~/robot_state", LaunchConfiguration("robot_state_topic")),
+            ("~/plan", LaunchConfiguration("plan_topic")),
             *(robot_executor_remaps or []),
         ],
         arguments=log_args,

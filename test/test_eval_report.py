@@ -134,7 +134,7 @@ def write_synthetic_bag(path: Path, seed: int = 0, latency_scale: float = 1.0, s
             tokens_per_forward=16.0,
             observation_age_s=0.0,  # as in bags from before the field: the split reports the age as unknown
         )
-        msg = T["fast_dvla_ros/msg/ActionChunk"](
+        msg = T["fast_dvla_ros/msg/ActionChunk"](prefix_steps=0,
             header=_header(store, c["stamp"] + stamp_offset_s),
             sequence_id=c["seq"],
             action_kind="joint_position",

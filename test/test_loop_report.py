@@ -121,7 +121,7 @@ def _chunks(T, names: list[str], old_schema: bool) -> list[tuple[str, float, obj
                  "tokens_per_forward": 16.0}
         if not old_schema:
             stats["observation_age_s"] = AGE
-        msg = T["fast_dvla_ros/msg/ActionChunk"](
+        msg = T["fast_dvla_ros/msg/ActionChunk"](prefix_steps=c["seq"] % 3,
             header=_header(T, c["stamp"]), sequence_id=c["seq"], action_kind="joint_position", joint_names=names,
             step_period=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=33_333_333), horizon=HORIZON,
             actions=np.zeros(HORIZON * JOINTS), gripper=np.full(HORIZON, 0.08), decoder="pipelined",
@@ -138,6 +138,7 @@ def _status(T) -> list[tuple[str, float, object]]:
         msg = message(
             T, "fast_dvla_ros/msg/ExecutorStatus", header=_header(T, t), state=2,
             last_sequence_id=accepted[-1] if accepted else 0, steps_remaining=4, chunks_received=len(accepted),
+            seam_velocity_jump=0.01 * accepted[-1] if len(accepted) > 1 else math.nan, seam_acceleration_jump=1.0,
         )
         rows.append((TOPICS["status"], t, msg))
     return rows
@@ -241,6 +242,12 @@ def test_bench_loop_report_rows(bag: Path) -> None:
         "| executor underruns / watchdog trips | 0 / 0 |",
     ):
         assert row in lines
+    seqs = [c["seq"] for c in chunk_plan()]
+    c = m["chunks"]
+    assert c["forwards_per_chunk"] == 4 and c["prefix_steps_per_chunk"] == pytest.approx(np.mean([q % 3 for q in seqs]))
+    seams = 0.01 * np.asarray(seqs[1:])  # one per accepted chunk after the first, however many ticks name it
+    assert c["seam_velocity_jump_rad_s"]["count"] == len(seams)
+    assert c["seam_velocity_jump_rad_s"]["p50"] == pytest.approx(float(np.median(seams)))
     # strict JSON (no NaN) for RESULTS.md tooling; the never-closed episode's distance becomes null
     text = json.dumps(loop._json_safe(m), allow_nan=False)
     assert json.loads(text)["outcomes"]["per_episode"][3]["first_close_distance_m"] is None

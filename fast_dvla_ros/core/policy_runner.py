@@ -16,6 +16,15 @@ Why these rules:
   would steer the first steps of the next episode from where the last one left the arm).
 * **Freshness.** A frame or joint state older than ``max_age_s`` when the decode would start produces
   no chunk: the executor's watchdog then holds the arm (the safe reaction to a frozen camera).
+* **Action prefix** (latency-compensated decoding, ``prefix_steps`` > 0). By the time a chunk reaches the
+  executor, its first steps are past: they were run from the executor's plan while the chunk was decoded.
+  The runner takes those steps from the plan (``on_plan``, a ``PlanTrack``) and hands them to the decoder as
+  the chunk's committed first blocks, so the decoded rest continues what the arm is doing. How many: the
+  steps whose time (``core/actuation.py``) falls before the chunk's expected arrival, which is the frame's
+  age at the decode's start + the decode time (the 75th percentile of the last 30 decodes,
+  ``observe_decode``) + ``prefix_margin_s``; at most ``prefix_steps``, never more than the plan covers, and
+  none when the plan is unknown (an episode's first chunk) or the prefix falls outside the checkpoint's
+  bins (the plan strayed from anything the policy decodes).
 """
 
 from __future__ import annotations
@@ -23,12 +32,15 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from fast_dvla_ros.core.actuation import STEP_PHASE, step_times
 from fast_dvla_ros.core.frame_history import FrameHistory
+from fast_dvla_ros.core.plan_track import PlanTrack
 from fast_dvla_ros.core.policy import Observation, Policy, PolicyResult
 
 
@@ -48,6 +60,7 @@ class PendingObservation:
     joints_stamp: float
     image_token: object
     taken_at: float  # the runner's clock when the decode was handed out
+    prefix_steps: int = 0  # leading steps copied from the executor's plan (observation.action_prefix)
 
     @property
     def age_s(self) -> float:
@@ -65,9 +78,13 @@ class PolicyRunner:
         instruction: str,
         clock: Callable[[], float] = time.time,
         min_period_s: float = 0.0,
+        prefix_steps: int = 0,
+        prefix_margin_s: float = 0.005,
     ) -> None:
         """``clock``: the time base of the stamps (the node's ROS clock); ``min_period_s``: at most one
-        decode start per this period (the control rate), however fast frames arrive."""
+        decode start per this period (the control rate), however fast frames arrive; ``prefix_steps``: the
+        longest action prefix to commit (0: off, -1: the checkpoint's; never more than the checkpoint's
+        ``Policy.max_prefix_steps``)."""
         if not (math.isfinite(max_age_s) and max_age_s > 0):
             raise ValueError("max_age_s must be > 0")
         self.policy = policy
@@ -84,6 +101,13 @@ class PolicyRunner:
         self._last_used_image: float | None = None
         self._next_start = -math.inf
         self._cond = threading.Condition()
+        self.step_period = 1.0 / float(action_rate_hz)
+        wanted = policy.max_prefix_steps if prefix_steps < 0 else int(prefix_steps)  # -1: the checkpoint's
+        self.prefix_steps = max(0, min(wanted, policy.max_prefix_steps, policy.horizon - 1))
+        self.prefix_margin_s = float(prefix_margin_s)
+        self.plan = PlanTrack()
+        self._latencies: deque[float] = deque(maxlen=30)
+        self.prefixes_refused = 0  # prefixes outside the checkpoint's bins: decoded without one
 
     # ------------------------------------------------------------------ inputs (any thread)
     def on_image(self, rgb: np.ndarray, stamp: float, token: object = None) -> bool:
@@ -110,6 +134,25 @@ class PolicyRunner:
             self._cond.notify_all()
             return True
 
+    def on_plan(self, values: np.ndarray, stamp: float, step_period: float) -> bool:
+        """The executor's plan ([K, D] in the policy's action order, a chunk observed at ``stamp``); False
+        (dropped) if from before the current episode."""
+        with self._cond:
+            if stamp < self.epoch:
+                return False
+            self.plan.add(stamp, step_period, values)
+            return True
+
+    def observe_decode(self, latency_s: float) -> None:
+        """A decode's duration (the node measures it; the warm-up's counts too)."""
+        if math.isfinite(latency_s) and latency_s >= 0:
+            with self._cond:
+                self._latencies.append(float(latency_s))
+
+    def expected_decode_s(self) -> float | None:
+        with self._cond:
+            return float(np.quantile(list(self._latencies), 0.75)) if self._latencies else None
+
     def on_instruction(self, text: str) -> bool:
         """Set the task instruction; True if it changed."""
         with self._cond:
@@ -128,6 +171,7 @@ class PolicyRunner:
                 self._joints = None
             if self.history is not None:
                 self.history.clear()
+            self.plan.clear()  # the last episode's plan is not what the arm runs now
             if instruction:
                 self.instruction = instruction
             self._cond.notify_all()
@@ -164,8 +208,29 @@ class PolicyRunner:
             self._last_used_image = image.stamp
             previous = self.history.previous(image.stamp) if self.history is not None else None
             obs = Observation(image.value, joints.value, self.instruction, previous)
+            prefix = self._action_prefix(image.stamp, now, joints.value)
+        if prefix is not None:
+            obs = replace(obs, action_prefix=prefix)
         self._next_start = time.monotonic() + self.min_period_s
-        return PendingObservation(obs, image.stamp, joints.stamp, image.token, now)
+        return PendingObservation(obs, image.stamp, joints.stamp, image.token, now,
+                                  0 if prefix is None else len(prefix))
+
+    def _action_prefix(self, stamp: float, now: float, proprio: np.ndarray) -> np.ndarray | None:
+        """The plan's values at the steps of a chunk observed at ``stamp`` that will have run before it
+        arrives (module doc); None for no prefix. Called with the lock held."""
+        if self.prefix_steps == 0 or not self._latencies or self.plan.empty:
+            return None
+        arrival = (now - stamp) + float(np.quantile(list(self._latencies), 0.75)) + self.prefix_margin_s
+        wanted = min(self.prefix_steps, max(0, math.ceil(arrival / self.step_period - STEP_PHASE)))
+        times = step_times(stamp, wanted, self.step_period)
+        d = self.plan.covered(times)
+        if d == 0:
+            return None
+        prefix = self.plan.at(times[:d])
+        if self.policy.prefix_bins(prefix, proprio)[1]:
+            self.prefixes_refused += 1
+            return None
+        return prefix
 
     def _has_new_frame(self) -> bool:
         return (

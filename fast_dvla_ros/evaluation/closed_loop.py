@@ -72,6 +72,11 @@ class EvalResult:
     realtime: bool = False
     obs_to_command_p50_ms: float = float("nan")  # realtime mode: image stamp -> first command using the chunk
     camera_age_p50_ms: float = float("nan")
+    # realtime mode: mean action-prefix steps per chunk, and the executor's switch-over jumps (ExecutorCounters)
+    prefix_steps_mean: float = 0.0
+    seam_velocity_jump_p50: float = float("nan")  # rad/s
+    seam_velocity_jump_p99: float = float("nan")
+    seam_acceleration_jump_p99: float = float("nan")  # rad/s^2
     per_episode: list[dict] = field(default_factory=list)
 
     def row(self) -> str:
@@ -205,7 +210,17 @@ def _evaluate_realtime(
         blend=settings.blend_mode, realtime=True,
         obs_to_command_p50_ms=float(np.percentile(stats.obs_to_command, 50) * 1000.0),
         camera_age_p50_ms=float(np.percentile(stats.camera_age, 50) * 1000.0),
+        prefix_steps_mean=float(np.mean(stats.prefix_steps)) if stats.prefix_steps else 0.0,
+        **_seams(stats.seam_velocity_jump, stats.seam_acceleration_jump),
     )
+
+
+def _seams(velocity: list[float], acceleration: list[float]) -> dict[str, float]:
+    if not velocity:
+        return {}
+    return {"seam_velocity_jump_p50": float(np.percentile(velocity, 50)),
+            "seam_velocity_jump_p99": float(np.percentile(velocity, 99)),
+            "seam_acceleration_jump_p99": float(np.percentile(acceleration, 99))}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -218,7 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=1000, help="first episode seed")
     p.add_argument("--execute-steps", type=int, default=4, help="actions executed per decoded chunk")
     p.add_argument("--blend", choices=BLEND_MODES, default=None,
-                   help="blend chunks with the ROS executor's ChunkBlender (default: execute the newest chunk as is)")
+                   help="blend chunks with the ROS executor's ChunkBlender (default: execute the newest chunk as is; "
+                        "--realtime: the params file's blend_mode)")
+    p.add_argument("--action-prefix-steps", type=int, default=None,
+                   help="realtime: longest action prefix to commit (latency-compensated decoding; default: the params "
+                        "file's; 0 = off); pair with --blend action_prefix")
     p.add_argument("--ensemble-m", type=float, default=None,
                    help="temporal_ensemble weight exp(-m*i), i=0 oldest (default 0.1; --realtime: the params file's)")
     p.add_argument("--latency-steps", type=int, default=0,
@@ -226,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(~3 for the distilled student, ~6 for the baseline; bench/RESULTS.md section 3)")
     p.add_argument("--realtime", action="store_true",
                    help="replay the real-time ROS loop's asynchrony on a simulated clock (module doc); "
-                        "--execute-steps/--blend/--latency-steps then do not apply")
+                        "--execute-steps/--latency-steps then do not apply")
     p.add_argument("--decode-latency-ms", type=float,
                    help="realtime: every decode takes this long (default: its measured wall time)")
     p.add_argument("--decode-latencies-from", type=Path, metavar="BAG",
@@ -304,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 a.params_file or DEFAULT_PARAMS, latency_scale=a.latency_scale, decode_latencies_s=drawn,
                 decode_latency_s=None if a.decode_latency_ms is None else a.decode_latency_ms / 1000.0,
                 **({} if a.ensemble_m is None else {"ensemble_m": a.ensemble_m}),
+                **({} if a.blend is None else {"blend_mode": a.blend}),
+                **({} if a.action_prefix_steps is None else {"action_prefix_steps": a.action_prefix_steps}),
             )
         result = evaluate(policy, a.episodes, a.seed, a.execute_steps, overrides, blend=a.blend,
                           ensemble_m=0.1 if a.ensemble_m is None else a.ensemble_m,
@@ -319,6 +340,14 @@ def main(argv: list[str] | None = None) -> int:
     print(TABLE_HEADER)
     for r in results:
         print(r.row())
+    if a.realtime:
+        print("\n| checkpoint | decoder | blend | obs->command p50 ms | camera age p50 ms | prefix steps/chunk "
+              "| seam velocity jump p50 / p99 rad/s | seam acceleration jump p99 rad/s^2 |\n"
+              "|---|---|---|---|---|---|---|---|")
+        for r in results:
+            print(f"| {r.checkpoint} | {r.decoder} | {r.blend} | {r.obs_to_command_p50_ms:.1f} | "
+                  f"{r.camera_age_p50_ms:.1f} | {r.prefix_steps_mean:.2f} | {r.seam_velocity_jump_p50:.3f} / "
+                  f"{r.seam_velocity_jump_p99:.3f} | {r.seam_acceleration_jump_p99:.1f} |")
     if a.json:
         a.json.write_text(json.dumps([asdict(r) for r in results], indent=2))
     return 0

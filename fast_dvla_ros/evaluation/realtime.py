@@ -67,6 +67,7 @@ class RealtimeSettings:
     joint_state_timeout_s: float = 0.5
     reanchor_tolerance: float = 0.5
     command_on_chunk: bool = True
+    action_prefix_steps: int = -1  # latency-compensated decoding: longest action prefix (-1: the checkpoint's, 0: off)
     gripper: GripperSettings = field(default_factory=GripperSettings)  # the executor's open/closed decisions
     wait_for_first_command: bool = True
     seed: int = 0  # for latency draws
@@ -83,6 +84,7 @@ class RealtimeSettings:
             "joint_state_hz": float(sim.get("joint_state_rate_hz", cls.joint_state_hz)),
             "wait_for_first_command": bool(sim.get("wait_for_first_command", True)),
             "max_observation_age_s": float(pol.get("max_observation_age_s", cls.max_observation_age_s)),
+            "action_prefix_steps": int(pol.get("action_prefix_steps", cls.action_prefix_steps)),
             "control_hz": float(ex.get("control_rate_hz", cls.control_hz)),
             "blend_mode": str(ex.get("blend_mode", cls.blend_mode)),
             "ensemble_m": float(ex.get("ensemble_decay", cls.ensemble_m)),
@@ -112,6 +114,9 @@ class RealtimeStats:
     obs_to_command: list[float] = field(default_factory=list)
     forwards: list[int] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
+    prefix_steps: list[int] = field(default_factory=list)
+    seam_velocity_jump: list[float] = field(default_factory=list)  # rad/s, per accepted chunk after the first
+    seam_acceleration_jump: list[float] = field(default_factory=list)  # rad/s^2
     chunks_published: int = 0
     chunks_dropped_reset: int = 0
 
@@ -132,7 +137,7 @@ class RealtimeLoop:
         self.t = 0.0
         self.runner = PolicyRunner(
             policy, action_rate_hz=self.env.control_hz, max_age_s=settings.max_observation_age_s,
-            instruction="", clock=lambda: self.t,
+            instruction="", clock=lambda: self.t, prefix_steps=settings.action_prefix_steps,
         )
         self.core = ExecutorCore(
             limits,
@@ -272,7 +277,8 @@ class RealtimeLoop:
         self.stats.decode.append(latency)
         self.stats.forwards.append(int(result.stats.forward_passes))
         self.stats.tokens.append(int(result.stats.tokens_committed))
-        self._at(self.t + latency, lambda: self._decoded(result, pending))
+        self.stats.prefix_steps.append(int(result.prefix_steps))
+        self._at(self.t + latency, lambda: self._decoded(result, pending, latency))
 
     def _decode_time(self, measured: float) -> float:
         if self.s.decode_latency_s is not None:
@@ -281,8 +287,9 @@ class RealtimeLoop:
             return float(self._rng.choice(self.s.decode_latencies_s))
         return measured * self.s.latency_scale
 
-    def _decoded(self, result: PolicyResult, pending: PendingObservation) -> None:
+    def _decoded(self, result: PolicyResult, pending: PendingObservation, latency: float) -> None:
         self._decoder_busy = False
+        self.runner.observe_decode(latency)
         if self.runner.still_current(pending):
             self._seq += 1
             seq = self._seq
@@ -298,8 +305,13 @@ class RealtimeLoop:
         accepted = self.core.add_chunk(self.t, ReceivedChunk(
             joint_names=self.names, actions=a[:, :7].reshape(-1), gripper=a[:, 7], horizon=a.shape[0],
             step_period=1.0 / self.env.control_hz, stamp=stamp, sequence_id=seq, action_kind="joint_position",
+            prefix_steps=int(result.prefix_steps),
         ))
         if accepted:
+            c = self.core.counters
+            if math.isfinite(c.seam_velocity_jump):
+                self.stats.seam_velocity_jump.append(c.seam_velocity_jump)
+                self.stats.seam_acceleration_jump.append(c.seam_acceleration_jump)
             self._pending_chunks.append((stamp, self.t))
             if self.s.command_on_chunk:
                 self._send(self.core.tick(self.t))
@@ -307,6 +319,11 @@ class RealtimeLoop:
     def _executor_tick(self) -> None:
         self._at(self.t + 1.0 / self.s.control_hz, self._executor_tick)
         self._send(self.core.tick(self.t))
+        if self.runner.prefix_steps:  # the executor node publishes ~/plan after every tick
+            plan, stamp = self.core.plan(self.t, self.policy.horizon), self.t
+            if plan is not None:
+                dt = 1.0 / self.env.control_hz
+                self._at(self.t + self.s.delivery_s, lambda: self.runner.on_plan(plan, stamp, dt))
 
     def _send(self, cmd: TickCommand) -> None:
         if cmd.positions is None:

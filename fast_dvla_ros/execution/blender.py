@@ -21,6 +21,11 @@ Blend modes and their trade-off:
   there; the rest is cross-faded linearly from the old plan to the new chunk over
   ``crossfade_steps``. Continuous like the ensemble, reactive like ``latest`` after the fade,
   but it assumes the inference delay is at most ``freeze_steps`` steps.
+* ``action_prefix`` - latency-compensated decoding: the policy decoded the chunk *after* committing its
+  first ``prefix_steps`` steps from this plan (the steps the arm runs while the chunk is decoded), so
+  those steps keep the plan's own values (exactly, not their quantised copy) and the chunk's decoded
+  steps take over right after them, with no blending: the chunk was built to continue the plan. A chunk
+  without a prefix (the first of an episode) is taken like ``latest``.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import numpy as np
 
 from fast_dvla_ros.core.actuation import step_times
 
-BLEND_MODES = ("latest", "temporal_ensemble", "rtc_freeze")
+BLEND_MODES = ("latest", "temporal_ensemble", "rtc_freeze", "action_prefix")
 
 
 @dataclass
@@ -44,6 +49,7 @@ class Chunk:
     positions: np.ndarray
     gripper: np.ndarray
     sequence_id: int = 0
+    prefix_steps: int = 0  # leading steps copied from the executor's plan (ActionChunk.prefix_steps)
 
     @property
     def horizon(self) -> int:
@@ -104,6 +110,12 @@ class ChunkBlender:
         """
         times = chunk.step_times()
         values = np.concatenate([chunk.positions, chunk.gripper[:, None]], axis=1).astype(np.float64)
+        if self.mode == "action_prefix" and self._segments and chunk.prefix_steps > 0:
+            for k in range(min(chunk.prefix_steps, chunk.horizon)):
+                values[k] = self.sample(float(times[k]))  # the plan the prefix was copied from, exactly
+            # and it starts where the plan is now: the last tick's command (the usual anchor) belongs to the
+            # tick's time, and placed at "now" it would put a velocity step into a seam that has none
+            anchor = self.sample(now)
         future = times > now
         dropped = int(np.count_nonzero(~future))
         if not np.any(future):

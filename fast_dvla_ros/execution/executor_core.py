@@ -38,6 +38,7 @@ from enum import IntEnum
 
 import numpy as np
 
+from fast_dvla_ros.core.actuation import step_times
 from fast_dvla_ros.execution.blender import ChunkBlender, finite_difference_velocities
 from fast_dvla_ros.execution.gripper import GripperDecider, GripperSettings
 from fast_dvla_ros.execution.limits import JointLimits
@@ -77,6 +78,11 @@ class ExecutorCounters:
     chunks_superseded: int = 0  # observed before the last episode start or re-anchor
     gripper_changes: int = 0  # open <-> closed decisions
     last_sequence_id: int = 0
+    # The switch-over of the last accepted chunk: how much the plan's velocity (rad/s) and acceleration
+    # (rad/s^2) at "now" changed when it arrived, worst joint (NaN: no plan before it). A step change the
+    # JTC passes on to the arm; what latency-compensated decoding (blend mode action_prefix) must keep small.
+    seam_velocity_jump: float = math.nan
+    seam_acceleration_jump: float = math.nan
     last_event: str = ""
     # Events since the node last drained them (it logs them after each tick). While one is pending, the
     # routine "output limited" note does not overwrite last_event, so every discrete event reaches a status.
@@ -224,15 +230,38 @@ class ExecutorCore:
         anchor = None
         if self.q_ref is not None:
             anchor = np.concatenate([self.q_ref, [chunk.gripper[0] if self.g_ref is None else self.g_ref]])
+        before = self._plan_derivatives(now)
         result = self.blender.add(chunk, now, anchor=anchor)
         c.steps_dropped_stale += result.steps_dropped
         if not result.accepted:
             c.event(result.reason)
             return False
+        after = self._plan_derivatives(now)
+        if before is not None and after is not None:
+            c.seam_velocity_jump = float(np.max(np.abs(after[0] - before[0])))
+            c.seam_acceleration_jump = float(np.max(np.abs(after[1] - before[1])))
+        else:
+            c.seam_velocity_jump = c.seam_acceleration_jump = math.nan
         c.last_sequence_id = chunk.sequence_id
         self.last_chunk_stamp = chunk.stamp
         self.watchdog.feed(now)
         return True
+
+    def _plan_derivatives(self, now: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """The plan's joint velocity and acceleration at ``now`` (one-step differences), None without a plan."""
+        if self.blender.empty:
+            return None
+        j, dt = len(self.limits.joint_names), self.dt
+        p = np.stack([self.blender.sample(now + k * dt)[:j] for k in range(3)])  # type: ignore[index]
+        return (p[1] - p[0]) / dt, (p[2] - 2.0 * p[1] + p[0]) / dt**2
+
+    def plan(self, now: float, steps: int) -> np.ndarray | None:
+        """The plan ahead as a chunk observed ``now``: [steps, J+1] (joints, gripper) at ``now + (i + 1/2) dt``
+        (the chunk step convention, core/actuation.py); None unless executing one. What the policy copies
+        into a chunk's action prefix (latency-compensated decoding; the executor's ``~/plan`` topic)."""
+        if self.state != ExecutorState.EXECUTING or self.blender.empty or steps < 1:
+            return None
+        return np.stack([self.blender.sample(float(t)) for t in step_times(now, steps, self.dt)])  # type: ignore[misc]
 
     # ------------------------------------------------------------------ output
     def tick(self, now: float) -> TickCommand:

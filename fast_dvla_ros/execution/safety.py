@@ -38,6 +38,7 @@ class ReceivedChunk:
     stamp: float  # the observation's time; 0: "observed now"
     sequence_id: int
     action_kind: str = JOINT_POSITION
+    prefix_steps: int = 0  # leading steps the policy copied from the executor's plan (latency compensation)
 
     def fields(self) -> dict[str, object]:
         return {f: getattr(self, f) for f in self.__dataclass_fields__}
@@ -62,6 +63,7 @@ def validate_chunk(
     limits: JointLimits,
     now: float,
     max_future_s: float = 1.0,
+    prefix_steps: int = 0,
 ) -> tuple[Chunk, ClampReport]:
     """Check a received chunk and convert it to the limits' joint order; clamp out-of-range values.
 
@@ -90,6 +92,8 @@ def validate_chunk(
         raise ChunkRejected(f"step_period {step_period} s out of (0, 1]")
     if not math.isfinite(stamp):
         raise ChunkRejected("non-finite stamp")
+    if not 0 <= prefix_steps < horizon:
+        raise ChunkRejected(f"prefix_steps {prefix_steps} out of [0, horizon {horizon})")
     if stamp == 0.0:
         stamp = now
     if stamp > now + max_future_s:
@@ -110,7 +114,7 @@ def validate_chunk(
             f"chunk {sequence_id}: clamped {n_q} joint and {n_g} gripper values to limits "
             f"(worst {worst:.3f} rad, gripper {1000 * worst_g:.1f} mm)"
         )
-    return Chunk(stamp, float(step_period), clamped_q, clamped_g, int(sequence_id)), report
+    return Chunk(stamp, float(step_period), clamped_q, clamped_g, int(sequence_id), int(prefix_steps)), report
 
 
 class SafetyFilter:

@@ -61,6 +61,8 @@ POLICY_PARAMETERS: tuple[NodeParameter, ...] = (
                                "joint states outside it are ignored as implausible"),
     P("instruction", DEFAULT_INSTRUCTION, "Task instruction until one arrives on ~/instruction"),
     P("max_observation_age_s", 0.5, "Older image or joint state -> no chunk (s)", (0.01, 60.0)),
+    P("action_prefix_steps", -1, "Latency-compensated decoding: longest action prefix copied from the executor's "
+                                 "~/plan (-1 = the checkpoint's longest, 0 = off)", (-1, 64)),
     P("warmup", True, "Run warm-up decodes before control starts (not counted)"),
     P("num_threads", 1, "Torch intra-op threads (0 = torch default)", (0, 64)),
 )  # fmt: skip
@@ -76,6 +78,7 @@ EXECUTOR_PARAMETERS: tuple[NodeParameter, ...] = (
     P("chunk_timeout_s", 0.5, "Watchdog: hold position when no chunk arrived for this long (s)", (0.05, 10.0)),
     P("max_joint_state_age_s", 0.5, "Hold when the newest joint state is older than this (s)", (0.05, 10.0)),
     P("reanchor_tolerance_rad", 0.5, "Drop the plan when the arm is this far from the command", (0.01, 6.3)),
+    P("plan_steps", 8, "Steps of the plan published on ~/plan after every tick (0 = none)", (0, 64)),
     P("trajectory_points", 8, "Points per JointTrajectory message (>= 2)", (2, 64)),
     P("velocity_scale", 0.5, "Fraction of the joint velocity limits the executor may use", (0.01, 1.0)),
     P("gripper_min_width", 0.0, "Width commanded when the decision is closed (m)", (0.0, 0.08)),

@@ -40,7 +40,7 @@ from fast_dvla_ros.graph.parameters import EXECUTOR_PARAMETERS
 from fast_dvla_ros.graph.topics import EXECUTOR_NODE
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart, ExecutorStatus
 from fast_dvla_ros.nodes import franka
-from fast_dvla_ros.nodes.conversions import duration_to_sec, time_to_sec, trajectory_msg
+from fast_dvla_ros.nodes.conversions import duration_to_sec, sec_to_duration, sec_to_time, time_to_sec, trajectory_msg
 from fast_dvla_ros.nodes.parameters import declare_all
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
@@ -94,6 +94,9 @@ class ExecutorNode(Node):
         self.traj_pub = self.create_publisher(JointTrajectory, out + "joint_trajectory", COMMAND_QOS)
         self.gripper_pub = self.create_publisher(Float64, out + "gripper_command", COMMAND_QOS)
         self.status_pub = self.create_publisher(ExecutorStatus, "~/status", STATUS_QOS)
+        # the plan after every tick: what a policy using an action prefix copies (latency-compensated decoding)
+        self.plan_pub = self.create_publisher(ActionChunk, "~/plan", SENSOR_QOS)
+        self.plan_steps = int(g("plan_steps").value)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATUS_QOS)
         self._gripper = self._franka_gripper() if bool(g("use_franka_gripper").value) else None
         self._robot_state = None
@@ -155,6 +158,7 @@ class ExecutorNode(Node):
             stamp=time_to_sec(msg.header.stamp),
             sequence_id=int(msg.sequence_id),
             action_kind=msg.action_kind,
+            prefix_steps=int(msg.prefix_steps),
         )
         if self.core.add_chunk(self._now(), received) and self.command_on_chunk:
             self._send(self.core.tick(self._now()))
@@ -182,11 +186,27 @@ class ExecutorNode(Node):
             self._gripper.update(cmd.gripper_closed)
         events = self.core.counters.take_events()
         self.status_pub.publish(self._status(now))
+        self._publish_plan(now)
         for e in events:
             if e.startswith("robot error"):
                 self.get_logger().error(e)  # never throttled: the operator must see every one
             else:
                 self.get_logger().warning(e, throttle_duration_sec=1.0)
+
+    def _publish_plan(self, now: float) -> None:
+        plan = self.core.plan(now, self.plan_steps) if self.plan_steps else None
+        if plan is None:
+            return
+        msg = ActionChunk()
+        msg.header.stamp = sec_to_time(now)
+        msg.action_kind = ActionChunk.ACTION_KIND_JOINT_POSITION
+        msg.joint_names = self.joint_names
+        msg.step_period = sec_to_duration(self.core.dt)
+        msg.horizon = int(plan.shape[0])
+        msg.actions = plan[:, :-1].reshape(-1).tolist()
+        msg.gripper = plan[:, -1].tolist()
+        msg.decoder = "executor_plan"
+        self.plan_pub.publish(msg)
 
     def _send(self, cmd: TickCommand) -> None:
         if cmd.positions is not None and cmd.velocities is not None and cmd.times_from_start is not None:
@@ -260,6 +280,8 @@ class ExecutorNode(Node):
         s.clamped_values = c.clamped_values
         s.chunks_superseded = c.chunks_superseded
         closed = self.core.gripper.closed
+        s.seam_velocity_jump = float(c.seam_velocity_jump)
+        s.seam_acceleration_jump = float(c.seam_acceleration_jump)
         s.gripper_closed = -1 if closed is None else int(closed)
         s.gripper_changes = c.gripper_changes
         if self._gripper is not None:

@@ -37,7 +37,14 @@ from fast_dvla_ros.execution.observation_guard import ObservationError, check_wi
 from fast_dvla_ros.graph.parameters import POLICY_PARAMETERS
 from fast_dvla_ros.graph.topics import POLICY_NODE
 from fast_dvla_ros.msg import ActionChunk, EpisodeStart
-from fast_dvla_ros.nodes.conversions import compressed_to_rgb, image_to_rgb, sec_to_duration, sec_to_time, time_to_sec
+from fast_dvla_ros.nodes.conversions import (
+    compressed_to_rgb,
+    duration_to_sec,
+    image_to_rgb,
+    sec_to_duration,
+    sec_to_time,
+    time_to_sec,
+)
 from fast_dvla_ros.nodes.parameters import declare_all
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from fast_dvla_ros.nodes.runner import StartupError, run_node
@@ -97,9 +104,17 @@ class PolicyNode(Node):
             )
         h = int(g("horizon").value)
         self.horizon = self.policy.horizon if h <= 0 else min(h, self.policy.horizon)
+        warm = None
         if bool(g("warmup").value):
-            stats = self.policy.warmup(2)
-            self.get_logger().info(f"warm-up decode: {1000 * stats.latency_s:.1f} ms")
+            warm = self.policy.warmup(2)
+            self.get_logger().info(f"warm-up decode: {1000 * warm.latency_s:.1f} ms")
+        prefix = int(g("action_prefix_steps").value)
+        prefix = self.policy.max_prefix_steps if prefix < 0 else prefix
+        if prefix > self.policy.max_prefix_steps:
+            self.get_logger().warning(
+                f"action_prefix_steps {prefix}: the checkpoint was trained with prefixes of at most "
+                f"{self.policy.max_prefix_steps} steps; using {self.policy.max_prefix_steps}"
+            )
 
         from fast_dvla_ros.core.policy_runner import PolicyRunner
 
@@ -113,7 +128,10 @@ class PolicyNode(Node):
             # the previous one's phase, so every frame waited for the gate (22 ms of camera age measured on
             # the real-time replay); slightly shorter, it only stops a faster camera from outpacing the rate.
             min_period_s=0.9 * self.period,
+            prefix_steps=min(prefix, self.horizon - 1),
         )
+        if warm is not None:
+            self.runner.observe_decode(warm.latency_s)
         self._stop = threading.Event()
         self._seq = 0
         # Shutdown mid-decode: a decode is tens of forward passes and can take seconds with a slow decoder or a
@@ -129,13 +147,17 @@ class PolicyNode(Node):
         self.create_subscription(JointState, "~/joint_states", self._on_joint_state, SENSOR_QOS)
         self.create_subscription(String, "~/instruction", self._on_instruction, LATCHED_QOS)
         self.create_subscription(EpisodeStart, "~/episode_start", self._on_episode_start, LATCHED_QOS)
+        if self.runner.prefix_steps:
+            self.create_subscription(ActionChunk, "~/plan", self._on_plan, SENSOR_QOS)
         self.chunk_pub = self.create_publisher(ActionChunk, "~/action_chunk", CHUNK_QOS)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", STATUS_QOS)
         self._worker = threading.Thread(target=self._decode_loop, name="decode", daemon=True)
         self._worker.start()
         self.get_logger().info(
             f"policy '{self.checkpoint_label}' decoder {self.policy.decoder_spec}, horizon {self.horizon}, "
-            f"steps {1000 * self.step_period:.1f} ms apart, up to {1 / self.period:.1f} chunks/s"
+            f"steps {1000 * self.step_period:.1f} ms apart, up to {1 / self.period:.1f} chunks/s, "
+            + (f"action prefix up to {self.runner.prefix_steps} steps from ~/plan" if self.runner.prefix_steps
+               else "no action prefix")
         )
 
     # ------------------------------------------------------------------ setup
@@ -219,6 +241,19 @@ class PolicyNode(Node):
         stamp = time_to_sec(msg.header.stamp)
         self.runner.on_joints(np.append(q, width), stamp if stamp > 0 else self._now())
 
+    def _on_plan(self, msg: ActionChunk) -> None:
+        """The executor's plan, columns put in the policy's joint order (+ gripper)."""
+        try:
+            names = list(msg.joint_names)
+            h = int(msg.horizon)
+            a = np.asarray(msg.actions, dtype=np.float64).reshape(h, len(names))
+            cols = [names.index(n) for n in self.joint_names]
+            values = np.concatenate([a[:, cols], np.asarray(msg.gripper, dtype=np.float64).reshape(h, 1)], axis=1)
+        except ValueError as exc:  # wrong joints or sizes: no prefix from it (chunks are decoded whole)
+            self.get_logger().warning(f"plan ignored: {exc}", throttle_duration_sec=5.0)
+            return
+        self.runner.on_plan(values, time_to_sec(msg.header.stamp), duration_to_sec(msg.step_period))
+
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
         if not text:
@@ -243,6 +278,7 @@ class PolicyNode(Node):
                 continue
             try:
                 result = self.runner.decode(pending)
+                self.runner.observe_decode(result.stats.latency_s)
             except DecodeCancelled:
                 return
             except Exception as exc:  # a bad observation or a decoder bug must not kill the node
@@ -279,6 +315,7 @@ class PolicyNode(Node):
         msg.horizon = int(actions.shape[0])
         msg.actions = actions[:, :j].reshape(-1).tolist()
         msg.gripper = actions[:, j].tolist()
+        msg.prefix_steps = min(int(result.prefix_steps), msg.horizon - 1)
         msg.decoder = self.policy.decoder_name
         msg.checkpoint = self.checkpoint_label
         msg.stats.latency_s = float(s.latency_s)
