@@ -104,13 +104,17 @@ def decoders_for(
 
     if trained:
         bm = block_model or model
-        return {
+        rows = {
             "bidirectional (12 cosine steps)": dec("bidirectional", model, steps=12),
             "prefix_cache (tau 0.5)": dec("prefix_cache", model),
             "block_cache (tau 0.5)": dec("block_cache", bm),
             "pipelined (Fast-dVLA defaults)": dec("pipelined", bm),
-            "lower bound: 1 fwd/block": dec("block_cache", bm, tokens_per_step=D),
         }
+        own = bm.config.runtime.decoder if bm.config.runtime is not None else None
+        if own is not None and own.name == "pipelined" and own.options:  # the student's own settings (n = 1)
+            rows[f"pipelined (checkpoint's: {own})"] = make_decoder(own, bm, backend=backend)
+        rows["lower bound: 1 fwd/block"] = dec("block_cache", bm, tokens_per_step=D)
+        return rows
     return {
         f"bidirectional ({k} tok/step)": dec("bidirectional", model, tokens_per_step=k),
         "bidirectional (12 cosine steps)": dec("bidirectional", model, steps=12),
@@ -278,7 +282,8 @@ def main() -> None:
         for backend in backends:
             for name, d in decoders_for(model, trained, args.tokens_per_step, block_model, backend).items():
                 decoders[f"{name} [{backend}]"] = d
-            pipelined = next(d for n, d in decoders.items() if n.startswith("pipelined") and n.endswith(f"[{backend}]"))
+            # the last pipelined row: the checkpoint's own settings where it has them
+            pipelined = [d for n, d in decoders.items() if n.startswith("pipelined") and n.endswith(f"[{backend}]")][-1]
             for steps in [int(x) for x in args.prefix_steps.split(",") if x]:
                 decoders[f"pipelined + action prefix of {steps} steps [{backend}]"] = WithPrefix(  # type: ignore[assignment]
                     type(pipelined)(pipelined.model, pipelined.options), steps)

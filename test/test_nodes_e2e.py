@@ -20,6 +20,8 @@ pytest.importorskip("pybullet")
 from sensor_msgs.msg import JointState
 from trajectory_msgs.msg import JointTrajectory
 
+from fast_dvla_ros.core.actuation import step_times
+from fast_dvla_ros.core.plan_track import PlanTrack
 from fast_dvla_ros.execution import load_joint_limits
 from fast_dvla_ros.msg import ActionChunk, EpisodeOutcome, ExecutorStatus
 from fast_dvla_ros.nodes.qos import CHUNK_QOS, COMMAND_QOS, SENSOR_QOS, STATUS_QOS
@@ -39,6 +41,7 @@ T = {
     "status": f"{_NS}/chunk_executor/status",
     "outcome": f"{_NS}/conveyor_sim/episode_outcome",
     "episode_start": f"{_NS}/fast_dvla/episode_start",
+    "plan": f"{_NS}/fast_dvla/plan",
 }
 LIMITS = load_joint_limits("panda")
 VSCALE = float(node_parameters(PARAMS, "chunk_executor")["velocity_scale"])
@@ -57,7 +60,21 @@ def checkpoint(tmp_path_factory) -> str:
     return str(model.save_pretrained(tmp_path_factory.mktemp("ck") / "tiny_random"))
 
 
-def start_graph(checkpoint: str, episodes: int, time_limit: float) -> dict[str, NodeProcess]:
+@pytest.fixture(scope="module")
+def prefix_checkpoint(checkpoint: str, tmp_path_factory) -> str:
+    """The same random weights, with a contract that allows an action prefix of up to 4 steps."""
+    import dataclasses
+
+    from fast_dvla_ros.core.model import DVLA
+    from fast_dvla_ros.core.policy import runtime_contract
+
+    model = DVLA.from_pretrained(checkpoint)
+    contract, _ = runtime_contract(model)
+    model.config = dataclasses.replace(model.config, runtime=dataclasses.replace(contract, action_prefix_steps=4))
+    return str(model.save_pretrained(tmp_path_factory.mktemp("ck") / "tiny_prefix"))
+
+
+def start_graph(checkpoint: str, episodes: int, time_limit: float, blend: str = "") -> dict[str, NodeProcess]:
     base = ["--params-file", PARAMS]
     sim = NodeProcess("sim_node", [*base, "-p", f"episodes:={episodes}", "-p", f"episode_time_limit_s:={time_limit}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
@@ -68,9 +85,11 @@ def start_graph(checkpoint: str, episodes: int, time_limit: float) -> dict[str, 
     policy = NodeProcess("policy_node", [*base, "-p", f"checkpoint:={checkpoint}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
         "-r", f"~/instruction:={T['instruction']}", "-r", f"~/action_chunk:={T['chunk']}",
-        "-r", f"~/episode_start:={T['episode_start']}"],
+        "-r", f"~/episode_start:={T['episode_start']}", "-r", f"~/plan:={T['plan']}"],
         name="fast_dvla_policy")  # fmt: skip
-    executor = NodeProcess("executor_node", [*base, "-r", f"~/status:={T['status']}",
+    blend_args = ["-p", f"blend_mode:={blend}"] if blend else []
+    executor = NodeProcess("executor_node", [*base, *blend_args, "-r", f"~/status:={T['status']}",
+        "-r", f"~/plan:={T['plan']}",
         "-r", f"~/action_chunk:={T['chunk']}", "-r", f"~/joint_states:={T['joint_states']}",
         "-r", f"~/joint_trajectory:={T['traj']}", "-r", f"~/gripper_command:={T['gripper']}",
         "-r", f"~/episode_start:={T['episode_start']}"],
@@ -122,6 +141,55 @@ def test_three_nodes_chunks_flow_arm_moves_episode_ends(checkpoint: str) -> None
     for name, (code, out) in results.items():
         assert code == 0, f"{name} exit {code}:\n{out[-3000:]}"
         assert "Traceback" not in out, f"{name}:\n{out[-3000:]}"
+
+
+def test_action_prefix_the_policy_continues_the_executor_s_plan(prefix_checkpoint: str) -> None:
+    """Blend mode action_prefix: the executor's ~/plan reaches the policy, whose chunks then carry an action
+    prefix equal to the plan, and the executor switches over to them; commands stay within the limits."""
+    nodes = start_graph(prefix_checkpoint, episodes=1, time_limit=6.0, blend="action_prefix")
+    probe = make_probe()
+    probe.record(ActionChunk, T["plan"], SENSOR_QOS)
+    try:
+        assert probe.wait_for(lambda: any(c.prefix_steps > 0 for c in probe.got(T["chunk"])), 60.0), (
+            nodes["policy"].output[-3000:], nodes["executor"].output[-3000:])
+        assert probe.wait_for(lambda: probe.got(T["outcome"]), 30.0), nodes["sim"].output
+        plans, chunks = probe.got(T["plan"]), probe.got(T["chunk"])
+        assert plans and all(p.decoder == "executor_plan" and p.horizon == 8 for p in plans)
+        prefixed = [c for c in chunks if c.prefix_steps > 0]
+        assert all(1 <= c.prefix_steps <= 4 for c in prefixed)
+        # the prefix is the plan: rebuild the policy's view of it at each decode's start and compare
+        checked = 0
+        for c in prefixed:
+            start = _sec(c.header.stamp) + c.stats.observation_age_s
+            track = PlanTrack()
+            for p in plans:
+                if _sec(p.header.stamp) <= start - 0.005:  # surely received by then
+                    track.add(_sec(p.header.stamp), 1 / 30, _plan_values(p))
+            times = step_times(_sec(c.header.stamp), c.prefix_steps, 1 / 30)
+            if track.covered(times) < c.prefix_steps:
+                continue
+            got = np.asarray(c.actions).reshape(c.horizon, -1)[: c.prefix_steps]
+            assert np.max(np.abs(got - track.at(times)[:, :7])) < 0.1, (got, track.at(times))
+            checked += 1
+        assert checked >= len(prefixed) // 2, (checked, len(prefixed))
+        seams = [s.seam_velocity_jump for s in probe.got(T["status"]) if np.isfinite(s.seam_velocity_jump)]
+        assert seams, "the executor measured no switch-over"
+        limits = (list(LIMITS.joint_names), LIMITS.lower, LIMITS.upper, LIMITS.velocity * VSCALE, 30.0)
+        check_commands_safe(probe.got(T["traj"]), *limits, allowed_jumps=count_reanchors(probe.got(T["status"])))
+    finally:
+        results = stop_all(nodes)
+        probe.close()
+    for name, (code, out) in results.items():
+        assert code == 0, f"{name} exit {code}:\n{out[-3000:]}"
+        assert "Traceback" not in out, f"{name}:\n{out[-3000:]}"
+
+
+def _sec(stamp) -> float:
+    return stamp.sec + 1e-9 * stamp.nanosec
+
+
+def _plan_values(p: ActionChunk) -> np.ndarray:
+    return np.concatenate([np.asarray(p.actions).reshape(p.horizon, -1), np.asarray(p.gripper)[:, None]], axis=1)
 
 
 def test_policy_killed_mid_run_executor_holds(checkpoint: str) -> None:
