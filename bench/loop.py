@@ -186,6 +186,9 @@ def loop_metrics(bag: Path) -> dict[str, Any]:
         out["executor"] = {k: int(v) for k, v in a.executor.totals.items()}
     out["motion"] = command_motion(bag)
     out["chunks"] = chunk_metrics(bag)
+    if a.discontinuity is not None:  # fast-dvla-eval's chunk-to-chunk jump: new chunk vs old at the same step
+        j = a.discontinuity.joint_jump
+        out["chunks"]["chunk_joint_jump_rad"] = {"p50": j.p50, "p99": j.p99, "count": j.count}
     out["gripper_changes"] = gripper_changes(a)
     return out
 
@@ -284,6 +287,10 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
         v, acc = c["seam_velocity_jump_rad_s"], c["seam_acceleration_jump_rad_s2"]
         lines.append(f"| seam velocity jump p50 / p99 (executor, at each switch-over) | {v['p50']:.3f} / "
                      f"{v['p99']:.3f} rad/s; acceleration p99 {acc['p99']:.1f} rad/s^2 ({v['count']} seams) |")
+    if "chunk_joint_jump_rad" in c:
+        j = c["chunk_joint_jump_rad"]
+        lines.append(f"| chunk-to-chunk joint jump at the switch p50 / p99 (fast-dvla-eval) | {j['p50']:.4f} / "
+                     f"{j['p99']:.4f} rad |")
     for k, v in m["motion"].items():
         lines.append(f"| {k} | {v:.3f} |")
     for n, c in m.get("cpu", {}).items():

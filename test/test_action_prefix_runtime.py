@@ -180,3 +180,31 @@ def test_executor_publishes_its_plan_and_measures_each_switch_over() -> None:
         from fast_dvla_ros.execution import validate_chunk
 
         validate_chunk(limits=PANDA, now=1.0, **{**_received(first, 0.9, 3, prefix=8).fields()})
+
+
+def test_a_published_chunk_is_the_plan_until_the_executor_s_plan_includes_it(policy: Policy) -> None:
+    clock = Clock(10.0)
+    r = _runner(policy, clock)
+    r.on_plan(_ramp(10.0, 8), 10.0, DT, sequence_id=4)
+    frame = np.full((96, 96, 3), 90, np.uint8)
+    r.on_joints(np.append(HOME, 0.08).astype(np.float32), 10.0)
+    r.on_image(frame, 10.0)
+    r.observe_decode(0.06)
+    clock.t = 10.02
+    pending = r.wait_for_observation(0.0)
+    assert pending.prefix_steps == 3
+    result = r.decode(pending)
+    r.published(pending, result, sequence_id=5)
+    t = step_times(10.0, 8, DT)
+    assert np.allclose(r.plan.at(t[3:]), result.actions[3:])  # our chunk from its first decoded step on
+    assert np.allclose(r.plan.at(t[:3]), _ramp(10.0, 3))  # the plan it continues, before that
+    stale = _ramp(10.03, 8)
+    stale[:, 2] += 0.3
+    assert not r.on_plan(stale, 10.03, DT, sequence_id=4)  # published before chunk 5 reached the executor
+    assert np.allclose(r.plan.at(t[3:]), result.actions[3:])
+    assert r.on_plan(_ramp(10.06, 8), 10.06, DT, sequence_id=5)  # includes it: the executor's word again
+    assert np.allclose(r.plan.at(step_times(10.06, 8, DT)), _ramp(10.06, 8))
+    clock.t = 10.1
+    r.published(pending, result, sequence_id=6)  # never acknowledged (dropped): after ack_timeout_s plans count again
+    assert not r.on_plan(_ramp(10.15, 8), 10.15, DT, sequence_id=5)
+    assert r.on_plan(_ramp(10.2, 8), 10.2, DT, sequence_id=5)

@@ -294,6 +294,7 @@ class RealtimeLoop:
             self._seq += 1
             seq = self._seq
             self.stats.chunks_published += 1
+            self.runner.published(pending, result, seq)
             self._at(self.t + self.s.delivery_s, lambda: self._on_chunk(result, pending.image_stamp, seq))
         else:
             self.stats.chunks_dropped_reset += 1
@@ -320,10 +321,10 @@ class RealtimeLoop:
         self._at(self.t + 1.0 / self.s.control_hz, self._executor_tick)
         self._send(self.core.tick(self.t))
         if self.runner.prefix_steps:  # the executor node publishes ~/plan after every tick
-            plan, stamp = self.core.plan(self.t, self.policy.horizon), self.t
+            plan, stamp, seq = self.core.plan(self.t, self.policy.horizon), self.t, self.core.counters.last_sequence_id
             if plan is not None:
                 dt = 1.0 / self.env.control_hz
-                self._at(self.t + self.s.delivery_s, lambda: self.runner.on_plan(plan, stamp, dt))
+                self._at(self.t + self.s.delivery_s, lambda: self.runner.on_plan(plan, stamp, dt, seq))
 
     def _send(self, cmd: TickCommand) -> None:
         if cmd.positions is None:

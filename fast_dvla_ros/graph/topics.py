@@ -84,7 +84,8 @@ TOPICS: tuple[Topic, ...] = (
           argument="action_chunk_topic"),
     Topic("plan", "fast_dvla_ros/msg/ActionChunk", "SENSOR_QOS", "fast_dvla/plan", "fast_dvla/plan",
           (E(EXECUTOR_NODE, "~/plan"),), (E(POLICY_NODE, "~/plan"),), argument="plan_topic",
-          note="the executor's plan after every tick, as a chunk observed at the tick: the policy's action prefix"),
+          note="the executor's plan after every tick, as a chunk observed at the tick (sequence_id: the newest chunk "
+               "in it): the policy's action prefix"),
     Topic("trajectory", "trajectory_msgs/msg/JointTrajectory", "COMMAND_QOS", f"{CONTROLLER}/joint_trajectory",
           f"{SIM_NODE}/joint_trajectory", (E(EXECUTOR_NODE, "~/joint_trajectory"),),
           (E(SIM_NODE, "~/joint_trajectory"),), argument="trajectory_topic",

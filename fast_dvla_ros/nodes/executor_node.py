@@ -199,6 +199,7 @@ class ExecutorNode(Node):
             return
         msg = ActionChunk()
         msg.header.stamp = sec_to_time(now)
+        msg.sequence_id = self.core.counters.last_sequence_id  # the newest chunk this plan includes
         msg.action_kind = ActionChunk.ACTION_KIND_JOINT_POSITION
         msg.joint_names = self.joint_names
         msg.step_period = sec_to_duration(self.core.dt)

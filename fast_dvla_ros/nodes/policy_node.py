@@ -252,7 +252,7 @@ class PolicyNode(Node):
         except ValueError as exc:  # wrong joints or sizes: no prefix from it (chunks are decoded whole)
             self.get_logger().warning(f"plan ignored: {exc}", throttle_duration_sec=5.0)
             return
-        self.runner.on_plan(values, time_to_sec(msg.header.stamp), duration_to_sec(msg.step_period))
+        self.runner.on_plan(values, time_to_sec(msg.header.stamp), duration_to_sec(msg.step_period), msg.sequence_id)
 
     def _on_instruction(self, msg: String) -> None:
         text = msg.data.strip()
@@ -325,6 +325,7 @@ class PolicyNode(Node):
         msg.stats.tokens_per_forward = float(s.tokens_per_forward)
         msg.stats.observation_age_s = float(pending.age_s)
         self.chunk_pub.publish(msg)
+        self.runner.published(pending, result, self._seq)  # the plan to continue, until the executor's says otherwise
         self._publish_diagnostics(msg)
 
     def _publish_diagnostics(self, chunk: ActionChunk) -> None:
