@@ -133,6 +133,12 @@ def policy_executor_arguments(*, params_file: str, graph: str) -> list[DeclareLa
             description="Executor chunk blending mode (empty: the one in params_file)",
         ),
         DeclareLaunchArgument(
+            "action_prefix_steps",
+            default_value="",
+            description="Policy: longest action prefix from the executor's plan (-1: the checkpoint's, 0: off; "
+            "empty: params_file's); pair with blend_mode:=action_prefix",
+        ),
+        DeclareLaunchArgument(
             "dry_run",
             default_value="false",
             description="Executor publishes its trajectory and gripper commands on chunk_executor/dry_run/* only "
@@ -177,7 +183,10 @@ def policy_and_executor_nodes(
     """
     ns = LaunchConfiguration("namespace")
     params = LaunchConfiguration("params_file")
-    policy_overrides = {**(robot_policy_params or {}), **overrides(context, {"checkpoint": str, "decoder": str})}
+    policy_overrides = {
+        **(robot_policy_params or {}),
+        **overrides(context, {"checkpoint": str, "decoder": str, "action_prefix_steps": int}),
+    }
     if "decoder" in policy_overrides:  # a typo stops the launch here, not seconds later in the node
         try:
             parse_decoder_spec(str(policy_overrides["decoder"]))

@@ -110,8 +110,8 @@ def test_show_args_describes_every_argument(launch_env: dict[str, str], launch_f
     blocks = re.findall(r"^    '(\w+)':\n        (.*)\n", proc.stdout, re.M)
     names = [name for name, _ in blocks]
     common = {"namespace", "params_file", "start_policy", "start_executor", "image_topic", "record", "bag_dir",
-              "checkpoint", "decoder", "blend_mode", "episode_start_topic", "action_chunk_topic", "dry_run",
-              "robot_state_topic"}  # fmt: skip
+              "checkpoint", "decoder", "blend_mode", "action_prefix_steps", "episode_start_topic",
+              "action_chunk_topic", "plan_topic", "dry_run", "robot_state_topic"}  # fmt: skip
     own = {
         "sim_conveyor.launch.py": {"episodes", "seed", "start_sim"},
         "conveyor_picking.launch.py": {"robot_ip", "robot_type", "arm_id", "use_fake_hardware", "camera"},

@@ -454,7 +454,7 @@ def _launch_overrides() -> dict[str, set[str]]:
 
 def test_launch_overrides_target_the_right_nodes() -> None:
     assert _launch_overrides() == {
-        "fast_dvla_policy": {"checkpoint", "decoder"},
+        "fast_dvla_policy": {"checkpoint", "decoder", "action_prefix_steps"},
         "chunk_executor": {"blend_mode"},
         "conveyor_sim": {"episodes", "seed"},
     }

@@ -20,6 +20,7 @@ SHIPPED = {  # checkpoint -> (attention it must have been trained with, decoders
     "teacher_bidirectional": ("bidirectional", ["bidirectional", "prefix_cache"]),
     "student_distilled": ("block_causal", ["block_cache", "pipelined"]),
     "student_scratch_long": ("block_causal", ["block_cache", "pipelined"]),
+    "student_prefix": ("block_causal", ["block_cache", "pipelined"]),
 }
 
 
@@ -57,3 +58,17 @@ def test_shipped_checkpoint_decodes_a_valid_chunk(name: str, observation: Observ
         # A trained policy starts its chunk near where the arm is (the untrained one lands anywhere).
         assert np.max(np.abs(result.actions[0, :7] - observation.proprio[:7])) < 0.3, (decoder, result.actions[0])
         assert result.stats.forward_passes >= 1 and result.stats.tokens_committed == result.actions.size
+
+
+def test_the_prefix_checkpoint_continues_its_own_first_steps(observation: Observation) -> None:
+    """Given the first steps of its own chunk as an action prefix, the block-causal student decodes the same
+    rest (the prefix's KV is what those tokens would have produced), and only the shipped prefix checkpoint
+    says it was trained for prefixes."""
+    import dataclasses
+
+    policy = Policy.load(MODELS / "student_prefix")
+    assert policy.max_prefix_steps == 5 and Policy.load(MODELS / "student_distilled").max_prefix_steps == 0
+    whole = policy.predict(observation)
+    given = policy.predict(dataclasses.replace(observation, action_prefix=whole.actions[:3]))
+    assert given.prefix_steps == 3 and given.stats.forward_passes < whole.stats.forward_passes
+    assert np.array_equal(given.tokens, whole.tokens)

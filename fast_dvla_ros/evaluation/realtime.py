@@ -67,7 +67,7 @@ class RealtimeSettings:
     joint_state_timeout_s: float = 0.5
     reanchor_tolerance: float = 0.5
     command_on_chunk: bool = True
-    action_prefix_steps: int = -1  # latency-compensated decoding: longest action prefix (-1: the checkpoint's, 0: off)
+    action_prefix_steps: int = 0  # latency-compensated decoding: longest action prefix (-1: the checkpoint's, 0: off)
     gripper: GripperSettings = field(default_factory=GripperSettings)  # the executor's open/closed decisions
     wait_for_first_command: bool = True
     seed: int = 0  # for latency draws

@@ -61,8 +61,9 @@ POLICY_PARAMETERS: tuple[NodeParameter, ...] = (
                                "joint states outside it are ignored as implausible"),
     P("instruction", DEFAULT_INSTRUCTION, "Task instruction until one arrives on ~/instruction"),
     P("max_observation_age_s", 0.5, "Older image or joint state -> no chunk (s)", (0.01, 60.0)),
-    P("action_prefix_steps", -1, "Latency-compensated decoding: longest action prefix copied from the executor's "
-                                 "~/plan (-1 = the checkpoint's longest, 0 = off)", (-1, 64)),
+    P("action_prefix_steps", 0, "Latency-compensated decoding: longest action prefix copied from the executor's "
+                                "~/plan (-1 = the checkpoint's longest, 0 = off; pair with the executor's "
+                                "blend_mode action_prefix)", (-1, 64)),
     P("warmup", True, "Run warm-up decodes before control starts (not counted)"),
     P("num_threads", 1, "Torch intra-op threads (0 = torch default)", (0, 64)),
 )  # fmt: skip
