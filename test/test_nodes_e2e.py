@@ -74,7 +74,8 @@ def prefix_checkpoint(checkpoint: str, tmp_path_factory) -> str:
     return str(model.save_pretrained(tmp_path_factory.mktemp("ck") / "tiny_prefix"))
 
 
-def start_graph(checkpoint: str, episodes: int, time_limit: float, blend: str = "") -> dict[str, NodeProcess]:
+def start_graph(checkpoint: str, episodes: int, time_limit: float, blend: str = "", prefix: int = 0
+                ) -> dict[str, NodeProcess]:
     base = ["--params-file", PARAMS]
     sim = NodeProcess("sim_node", [*base, "-p", f"episodes:={episodes}", "-p", f"episode_time_limit_s:={time_limit}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
@@ -83,6 +84,7 @@ def start_graph(checkpoint: str, episodes: int, time_limit: float, blend: str = 
         "-r", f"~/episode_start:={T['episode_start']}"],
         name="conveyor_sim")  # fmt: skip
     policy = NodeProcess("policy_node", [*base, "-p", f"checkpoint:={checkpoint}",
+        "-p", f"action_prefix_steps:={prefix}",
         "-r", f"~/image:={T['image']}", "-r", f"~/joint_states:={T['joint_states']}",
         "-r", f"~/instruction:={T['instruction']}", "-r", f"~/action_chunk:={T['chunk']}",
         "-r", f"~/episode_start:={T['episode_start']}", "-r", f"~/plan:={T['plan']}"],
@@ -146,13 +148,14 @@ def test_three_nodes_chunks_flow_arm_moves_episode_ends(checkpoint: str) -> None
 def test_action_prefix_the_policy_continues_the_executor_s_plan(prefix_checkpoint: str) -> None:
     """Blend mode action_prefix: the executor's ~/plan reaches the policy, whose chunks then carry an action
     prefix equal to the plan, and the executor switches over to them; commands stay within the limits."""
-    nodes = start_graph(prefix_checkpoint, episodes=1, time_limit=6.0, blend="action_prefix")
+    nodes = start_graph(prefix_checkpoint, episodes=1, time_limit=6.0, blend="action_prefix", prefix=-1)
     probe = make_probe()
     probe.record(ActionChunk, T["plan"], SENSOR_QOS)
     try:
         assert probe.wait_for(lambda: any(c.prefix_steps > 0 for c in probe.got(T["chunk"])), 60.0), (
             nodes["policy"].output[-3000:], nodes["executor"].output[-3000:])
         assert probe.wait_for(lambda: probe.got(T["outcome"]), 30.0), nodes["sim"].output
+        assert nodes["sim"].wait(10.0) == 0, nodes["sim"].output  # exits by itself after the last episode
         plans, chunks = probe.got(T["plan"]), probe.got(T["chunk"])
         assert plans and all(p.decoder == "executor_plan" and p.horizon == 8 for p in plans)
         prefixed = [c for c in chunks if c.prefix_steps > 0]
