@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_core_policy_runner import Clock
 
 from fast_dvla_ros.core.actuation import step_times
 from fast_dvla_ros.core.plan_track import PlanTrack
@@ -21,14 +22,6 @@ PANDA = load_joint_limits("panda")
 NAMES = list(PANDA.joint_names)
 HOME = np.array([0.0, -0.5, 0.0, -2.3, 0.0, 1.8, -0.785])
 DT = 1 / 30
-
-
-class Clock:
-    def __init__(self, t: float) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
 
 
 @pytest.fixture(scope="module")
@@ -84,13 +77,11 @@ def test_the_prefix_covers_the_steps_that_run_before_the_chunk_arrives(policy: P
     pending = r.wait_for_observation(0.0)
     # arrival 30 ms (age) + 60 ms (decode) + 5 ms after the image: steps at 16.7, 50 and 83 ms are past by then
     assert isinstance(pending, PendingObservation) and pending.prefix_steps == 3
-    t = step_times(10.0 + DT, 3, DT)
     assert np.allclose(pending.observation.action_prefix, _ramp(10.0 + DT, 3))
     result = r.decode(pending)
     assert result.prefix_steps == 3 and result.stats.tokens_committed == (policy.horizon - 3) * 8
     width = policy.model.action_tokenizer.bin_width
     assert np.all(np.abs(result.actions[:3] - pending.observation.action_prefix) <= width / 2 + 1e-6)
-    assert t.shape == (3,)
     r.observe_decode(0.300)  # slow decodes: the prefix grows, up to the longest allowed
     r.observe_decode(0.300)
     r.on_image(frame, 10.0 + 2 * DT)

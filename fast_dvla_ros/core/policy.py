@@ -168,8 +168,8 @@ class Policy:
         relative = tok.space.to_relative(a[None], np.asarray(proprio, np.float64).reshape(1, -1))[0]
         low, high = np.asarray(tok.space.low), np.asarray(tok.space.high)
         outside = int(np.count_nonzero((relative < low) | (relative > high)))
-        return np.clip(np.floor((np.clip(relative, low, high) - low) / tok.bin_width), 0, tok.num_bins - 1).astype(
-            np.int64), outside
+        # clipped here, so the tokenizer's clip counter (bad training data) does not count run-time prefixes
+        return tok.encode(np.clip(relative, low, high)), outside
 
     def make_batch(self, observations: list[Observation]) -> ObservationBatch:
         cfg = self.model.config

@@ -178,10 +178,6 @@ class PolicyRunner:
             with self._cond:
                 self._latencies.append(float(latency_s))
 
-    def expected_decode_s(self) -> float | None:
-        with self._cond:
-            return float(np.quantile(list(self._latencies), 0.75)) if self._latencies else None
-
     def on_instruction(self, text: str) -> bool:
         """Set the task instruction; True if it changed."""
         with self._cond:

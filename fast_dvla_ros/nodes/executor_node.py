@@ -194,7 +194,10 @@ class ExecutorNode(Node):
                 self.get_logger().warning(e, throttle_duration_sec=1.0)
 
     def _publish_plan(self, now: float) -> None:
-        plan = self.core.plan(now, self.plan_steps) if self.plan_steps else None
+        # sampled only for a listener: most graphs run without an action prefix, and this is the 30 Hz tick
+        if not self.plan_steps or self.plan_pub.get_subscription_count() == 0:
+            return
+        plan = self.core.plan(now, self.plan_steps)
         if plan is None:
             return
         msg = ActionChunk()
