@@ -113,6 +113,43 @@ def chunk_metrics(bag: Path) -> dict[str, Any]:
     return out
 
 
+def reset_drift(bag: Path, threshold_rad: float = 0.03) -> dict[str, Any] | None:
+    """How far the arm moved from its reset pose between each EpisodeStart and the first chunk of that episode.
+
+    Nothing of the new episode commands the arm before its first chunk arrives: any motion then comes from
+    commands issued for the previous scene (the simulator's reset_settle_s). The first episode is left out
+    (it waits for the policy's first command). Max over joints 1-7, radians."""
+    from fast_dvla_ros.bag.reader import read_messages
+
+    def stamp(h: Any) -> float:
+        return h.stamp.sec + 1e-9 * h.stamp.nanosec
+
+    starts, chunks, js_t, js_q = [], [], [], []
+    for topic, t_ns, msg in read_messages(bag, [TOPICS["episode_start"], TOPICS["action_chunk"],
+                                                TOPICS["joint_states"]]):
+        if topic == TOPICS["episode_start"]:
+            starts.append(stamp(msg.header))
+        elif topic == TOPICS["action_chunk"]:
+            chunks.append((t_ns * 1e-9, stamp(msg.header)))
+        elif len(msg.position) >= 7:
+            js_t.append(stamp(msg.header))
+            js_q.append(np.asarray(msg.position[:7], float))
+    if len(starts) < 2 or not js_t:
+        return None
+    t, q = np.asarray(js_t), np.stack(js_q)
+    drift = []
+    for t0 in sorted(starts)[1:]:
+        first = min((arrival for arrival, observed in chunks if observed > t0), default=math.inf)
+        window = np.flatnonzero((t > t0) & (t < first))
+        if window.size:
+            drift.append(float(np.abs(q[window] - q[window[0]]).max()))
+    if not drift:
+        return None
+    d = np.asarray(drift)
+    return {"p50": float(np.median(d)), "max": float(d.max()), "resets": int(d.size),
+            "above_threshold": int((d > threshold_rad).sum()), "threshold_rad": threshold_rad}
+
+
 def tick_period_errors(bag: Path) -> np.ndarray:
     """|interval - 1/30 s| (ms) of the executor's ticks, from ExecutorStatus header stamps (publisher side).
 
@@ -186,6 +223,7 @@ def loop_metrics(bag: Path) -> dict[str, Any]:
         out["executor"] = {k: int(v) for k, v in a.executor.totals.items()}
     out["motion"] = command_motion(bag)
     out["chunks"] = chunk_metrics(bag)
+    out["reset_drift_rad"] = reset_drift(bag)
     if a.discontinuity is not None:  # fast-dvla-eval's chunk-to-chunk jump: new chunk vs old at the same step
         j = a.discontinuity.joint_jump
         out["chunks"]["chunk_joint_jump_rad"] = {"p50": j.p50, "p99": j.p99, "count": j.count}
@@ -291,6 +329,11 @@ def format_loop_report(m: dict[str, Any], requested: int = 0) -> list[str]:
         j = c["chunk_joint_jump_rad"]
         lines.append(f"| chunk-to-chunk joint jump at the switch p50 / p99 (fast-dvla-eval) | {j['p50']:.4f} / "
                      f"{j['p99']:.4f} rad |")
+    r = m.get("reset_drift_rad")
+    if r:
+        lines.append(f"| arm drift after a reset, before the episode's first chunk p50 / max | {r['p50']:.3f} / "
+                     f"{r['max']:.3f} rad ({r['above_threshold']} of {r['resets']} resets > "
+                     f"{r['threshold_rad']} rad) |")
     for k, v in m["motion"].items():
         lines.append(f"| {k} | {v:.3f} |")
     for n, c in m.get("cpu", {}).items():

@@ -30,7 +30,7 @@ def test_settings_come_from_the_loop_s_parameter_file() -> None:
     s = RealtimeSettings.from_params_file(ROOT / "config" / "sim_conveyor.yaml")
     assert s.camera_hz == 30.0 and s.physics_hz == 60.0 and s.control_hz == 30.0
     assert s.velocity_scale == 0.9 and s.blend_mode == "temporal_ensemble" and s.command_on_chunk
-    assert s.sim["episode_time_limit"] == 10.0
+    assert s.sim["episode_time_limit"] == 10.0 and s.reset_settle_s == 0.1
 
 
 def test_slow_decodes_act_late_and_a_decode_running_across_a_reset_is_dropped(policy: Policy) -> None:

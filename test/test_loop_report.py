@@ -332,3 +332,47 @@ def test_realtime_guard_reads_the_signature() -> None:
 
     assert not loop.accepts_keyword(without, "realtime")
     assert loop.accepts_keyword(with_keyword, "realtime")
+
+
+def test_reset_drift_is_the_motion_between_a_reset_and_the_episode_s_first_chunk(tmp_path: Path) -> None:
+    """Three episodes: the first is left out (it waits for the policy), the second's arm drifts 0.1 rad
+    before its first chunk arrives (what stale commands did), the third's holds still; motion after a
+    chunk is the policy's and does not count."""
+    store = typestore()
+    T = store.types
+    names = [f"panda_joint{i + 1}" for i in range(JOINTS)]
+    rows = []
+    for episode, t0 in enumerate((0.0, 1.0, 2.0)):
+        start = T["fast_dvla_ros/msg/EpisodeStart"](header=_header(T, t0), episode=episode, seed=episode,
+                                                     instruction="pick")
+        rows.append((TOPICS["episode_start"], t0 + 0.002, start))
+        chunk = message(T, "fast_dvla_ros/msg/ActionChunk", header=_header(T, t0 + 0.05), joint_names=names,
+                        step_period=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=33_333_333),
+                        horizon=HORIZON, actions=np.zeros(HORIZON * JOINTS), gripper=np.full(HORIZON, 0.08),
+                        stats=message(T, "fast_dvla_ros/msg/DecodeStats"))
+        rows.append((TOPICS["action_chunk"], t0 + 0.19, chunk))
+        for k in range(1, 30):  # 60 Hz from just after the reset
+            t = t0 + k / 60
+            q = np.zeros(9)
+            if episode == 1:
+                q[0] = 0.1 * min(1.0, (t - t0) / 0.15)
+            if t > t0 + 0.19:
+                q[1] = 0.5  # the policy's own motion
+            js = T["sensor_msgs/msg/JointState"](header=_header(T, t), name=[*names, "f1", "f2"], position=q,
+                                                 velocity=np.zeros(9), effort=np.zeros(0))
+            rows.append((TOPICS["joint_states"], t, js))
+    rows.sort(key=lambda r: r[1])
+    path = tmp_path / "reset_bag"
+    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+    writer.open()
+    connections = {}
+    for topic, _t, msg in rows:
+        if topic not in connections:
+            connections[topic] = writer.add_connection(topic, msg.__msgtype__, typestore=store)
+    for topic, t, msg in rows:
+        writer.write(connections[topic], _ns(t), store.serialize_cdr(msg, msg.__msgtype__))
+    writer.close()
+    r = loop.reset_drift(path)
+    assert r["resets"] == 2 and r["above_threshold"] == 1
+    assert r["max"] == pytest.approx(0.1 - 0.1 * (1 / 60) / 0.15, abs=1e-6)  # from the first joint state after it
+    assert r["p50"] == pytest.approx(r["max"] / 2)

@@ -16,7 +16,7 @@ from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Float64, String
 from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
-from fast_dvla_ros.msg import EpisodeOutcome
+from fast_dvla_ros.msg import EpisodeOutcome, EpisodeStart
 from fast_dvla_ros.nodes.conversions import sec_to_duration, time_to_sec
 from fast_dvla_ros.nodes.qos import COMMAND_QOS, LATCHED_QOS, SENSOR_QOS, STATUS_QOS
 from ros_peers.testing import NodeProcess, Probe
@@ -143,3 +143,58 @@ def test_first_episode_waits_for_the_first_command_when_asked() -> None:
         code, output = node.stop()
         probe.close()
     assert code == 0 and "Traceback" not in output, output
+
+
+def _joint1_trajectory(q0: list[float], delta: float, duration: float) -> JointTrajectory:
+    msg = JointTrajectory()
+    msg.joint_names = ARM
+    pt = JointTrajectoryPoint()
+    q = list(q0)
+    q[0] += delta
+    pt.positions, pt.velocities = q, [0.0] * 7
+    pt.time_from_start = sec_to_duration(duration)
+    msg.points.append(pt)
+    return msg
+
+
+def test_commands_in_flight_at_a_reset_do_not_reach_the_new_scene() -> None:
+    """The executor learns of a reset only when the EpisodeStart reaches it; what it sent until then was meant
+    for the previous scene (reset_settle_s). Later commands are followed again."""
+    prefix = f"{P}r"
+    topics = ("joint_states", "episode_outcome", "episode_start", "joint_trajectory", "gripper_command")
+    node = NodeProcess(
+        "sim_node",
+        [
+            "-p", "episodes:=2", "-p", "episode_time_limit_s:=2.0", "-p", "reset_settle_s:=0.5",
+            *(a for t in topics for a in ("-r", f"~/{t}:={prefix}/{t}")),
+        ],
+    )  # fmt: skip
+    probe = Probe("sim_reset_probe")
+    try:
+        probe.record(JointState, f"{prefix}/joint_states", SENSOR_QOS)
+        probe.record(EpisodeStart, f"{prefix}/episode_start", LATCHED_QOS)
+        traj_pub = probe.node.create_publisher(JointTrajectory, f"{prefix}/joint_trajectory", COMMAND_QOS)
+        grip_pub = probe.node.create_publisher(Float64, f"{prefix}/gripper_command", COMMAND_QOS)
+        starts = lambda: [m.episode for m in probe.got(f"{prefix}/episode_start")]  # noqa: E731
+        assert probe.wait_for(lambda: 1 in starts(), 20.0), node.output
+        seen = time.monotonic()
+        # sent at once, as an executor that has not heard of the reset yet would: a swing of joint 1 and a close
+        q_reset = list(probe.got(f"{prefix}/joint_states")[-1].position[:7])
+        traj_pub.publish(_joint1_trajectory(q_reset, 0.5, 0.2))
+        grip_pub.publish(Float64(data=0.0))
+        time.sleep(max(0.0, seen + 0.4 - time.monotonic()))
+        js = probe.got(f"{prefix}/joint_states")[-1]
+        assert abs(js.position[0] - q_reset[0]) < 0.01, (js.position[0], q_reset[0])
+        assert js.position[7] + js.position[8] > 0.07  # the fingers stayed open
+        # after the settling time the same command is followed
+        time.sleep(max(0.0, seen + 0.6 - time.monotonic()))
+        traj_pub.publish(_joint1_trajectory(q_reset, 0.5, 0.2))
+        assert probe.wait_for(
+            lambda: probe.got(f"{prefix}/joint_states")[-1].position[0] - q_reset[0] > 0.3, 1.0
+        ), node.output
+        assert node.wait(10.0) == 0, node.output
+    finally:
+        code, output = node.stop()
+        probe.close()
+    assert code == 0 and "Traceback" not in output, output
+    assert "commands ignored while its reset settled" in output, output

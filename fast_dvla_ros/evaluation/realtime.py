@@ -70,6 +70,7 @@ class RealtimeSettings:
     action_prefix_steps: int = 0  # latency-compensated decoding: longest action prefix (-1: the checkpoint's, 0: off)
     gripper: GripperSettings = field(default_factory=GripperSettings)  # the executor's open/closed decisions
     wait_for_first_command: bool = True
+    reset_settle_s: float = 0.1  # the simulator node ignores commands arriving this long after a reset
     seed: int = 0  # for latency draws
     sim: dict[str, Any] = field(default_factory=dict)  # SimConfig overrides (belt speeds, time limit, ...)
 
@@ -83,6 +84,7 @@ class RealtimeSettings:
             "camera_hz": float(sim.get("image_rate_hz", cls.camera_hz)),
             "joint_state_hz": float(sim.get("joint_state_rate_hz", cls.joint_state_hz)),
             "wait_for_first_command": bool(sim.get("wait_for_first_command", True)),
+            "reset_settle_s": float(sim.get("reset_settle_s", cls.reset_settle_s)),
             "max_observation_age_s": float(pol.get("max_observation_age_s", cls.max_observation_age_s)),
             "action_prefix_steps": int(pol.get("action_prefix_steps", cls.action_prefix_steps)),
             "control_hz": float(ex.get("control_rate_hz", cls.control_hz)),
@@ -161,6 +163,7 @@ class RealtimeLoop:
         self._gripper_cmd = 0.08
         self._waiting_for_command = settings.wait_for_first_command
         self._seq = 0
+        self._ignore_until = -math.inf
         self._outcome: dict | None = None
         self._started = False
         self._seed = 0
@@ -181,6 +184,7 @@ class RealtimeLoop:
         self.interp = JtcInterpolator(self.names, q)
         self.interp.reset(q, self.t)
         self._traj, self._gripper_cmd = None, float(self.env.command[1])
+        self._ignore_until = self.t + self.s.reset_settle_s
         self._commands = 0
         changes_before = self.core.gripper.changes
         # the reset follows the last tick's sensor messages (stamped self.t): its stamp is just after them
@@ -337,6 +341,8 @@ class RealtimeLoop:
         self._at(arrival, lambda: self._deliver(cmd, arrival))
 
     def _deliver(self, cmd: TickCommand, arrival: float) -> None:
+        if arrival < self._ignore_until:  # the simulator node's reset_settle_s
+            return
         self._traj = (cmd, arrival)  # the simulator node keeps the newest, applied at its next physics tick
 
 

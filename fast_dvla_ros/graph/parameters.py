@@ -115,7 +115,9 @@ SIM_PARAMETERS: tuple[NodeParameter, ...] = (
     P("belt_speed_max", 0.08, "Highest belt speed (m/s)", (0.0, 0.5)),
     P("wait_for_first_command", False, "Hold the first episode still until the first trajectory command arrives"),
     P("first_command_timeout_s", 120.0, "Start the first episode anyway after this long (s)", (0.0, 3600.0)),
-)
+    P("reset_settle_s", 0.1, "After each reset, arm and gripper commands are ignored this long (s): those still "
+                             "in flight were issued for the previous scene", (0.0, 2.0)),
+)  # fmt: skip
 
 # node (default name) -> its table, in the order docs/LAUNCH.md lists them
 NODE_PARAMETERS: dict[str, tuple[NodeParameter, ...]] = {

@@ -19,6 +19,16 @@ world still (camera and joint states keep publishing) until the first trajectory
 arrives, like a conveyor cell that starts when the robot reports ready. Later episodes start at
 once: a policy that dies mid-run must still meet a moving belt.
 
+``reset_settle_s``: a reset is instantaneous here, but the executor learns of it only when the
+EpisodeStart reaches it (5-20 ms under load), and until then it keeps sending the previous episode's
+plan; those trajectories reached the new scene and swung the freshly reset arm towards the last
+episode's pose (the bin) by more than 0.03 rad in 31-42 of 49 resets per 50-episode run (p50 0.09-0.14
+rad) before the new episode's first chunk arrived (bench/RESULTS.md section 3). On a real cell a reset
+takes the controller away from the policy while the arm is homed; here every arm and gripper command
+that arrives within
+``reset_settle_s`` of a reset is ignored (the arm holds the reset pose), and the reset's own wall
+time is not simulated.
+
 Why one timer and one thread: a PyBullet client is not thread-safe, and with separate physics
 and camera timers an overdue physics timer was always served first, so under CPU load the camera
 went silent for seconds (the policy then saw 2 s old images and stopped). One loop at the physics
@@ -81,6 +91,9 @@ class SimNode(Node):
         self._traj: tuple[JointTrajectory, float] | None = None  # newest message and its receive time
         self._width: float | None = None
         self._commands = 0
+        self._settle_s = float(g("reset_settle_s").value)
+        self._ignore_until = -math.inf  # monotonic time: commands arriving before it are ignored (a reset)
+        self._ignored = 0
         self._waiting = bool(g("wait_for_first_command").value)
         self._wait_until = time.monotonic() + float(g("first_command_timeout_s").value)
 
@@ -93,7 +106,6 @@ class SimNode(Node):
         self.create_subscription(Float64, "~/gripper_command", self._on_gripper, COMMAND_QOS)
 
         self._start_episode()
-        self._last_advance = time.monotonic()
         self._js_period = 1.0 / float(g("joint_state_rate_hz").value)
         self._next_js = 0.0
         self._image_period = 1.0 / float(g("image_rate_hz").value)
@@ -115,7 +127,10 @@ class SimNode(Node):
             self.interp = JtcInterpolator(self.arm_joints, q)
             self.interp.reset(q, self._now())
             self._gripper_cmd = float(self.env.command[1])
-        self._traj, self._width, self._commands = None, None, 0
+        self._traj, self._width, self._commands, self._ignored = None, None, 0, 0
+        # the next physics tick simulates from here: the reset's own wall time (tens of ms) is not episode time
+        self._last_advance = time.monotonic()
+        self._ignore_until = self._last_advance + self._settle_s
         start = EpisodeStart()
         start.header.stamp = self.get_clock().now().to_msg()  # after the reset: older observations are stale
         start.episode, start.seed, start.instruction = self.episode, self.seed0 + self.episode, self.env.instruction
@@ -139,6 +154,7 @@ class SimNode(Node):
         self.get_logger().info(
             f"episode {self.episode}: {'success' if st.success else 'failure (' + st.failure_cause + ')'}"
             f" after {st.time_s:.1f} s, {self._commands} trajectory commands"
+            + (f" ({self._ignored} commands ignored while its reset settled)" if self._ignored else "")
         )
         self.episode += 1
         if self.episodes and self.episode >= self.episodes:
@@ -147,11 +163,22 @@ class SimNode(Node):
             self._start_episode()
 
     # ------------------------------------------------------------------ inputs
+    def _settling(self) -> bool:
+        """Within ``reset_settle_s`` of a reset: a command now was issued for the previous scene."""
+        if time.monotonic() < self._ignore_until:
+            self._ignored += 1
+            return True
+        return False
+
     def _on_traj(self, msg: JointTrajectory) -> None:
+        if self._settling():
+            return
         self._traj = (msg, self._now())
         self._commands += 1
 
     def _on_gripper(self, msg: Float64) -> None:
+        if self._settling():
+            return
         if not math.isfinite(msg.data):
             self.get_logger().warning("non-finite gripper command ignored", throttle_duration_sec=2.0)
             return
