@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("pybullet")
 
-from fast_dvla_ros.core.policy import Policy
+from fast_dvla_ros.core.policy import Policy, PolicyResult
 from fast_dvla_ros.evaluation.realtime import RealtimeSettings, run_realtime
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -54,3 +54,38 @@ def test_a_fast_decoder_takes_each_frame_as_it_arrives_and_runs_are_reproducible
     assert float(np.median(stats.obs_to_command)) == pytest.approx(0.005 + 0.020 + 0.004, abs=2e-3)
     again, _ = run_realtime(policy, [7], _settings(0.020))
     assert first == again  # a fixed decode time makes the replay deterministic: usable for A/B comparisons
+
+
+def _arm_at_first_chunk(policy: Policy, settle_s: float) -> float:
+    """Episodes 5 and 6 with the reset reaching the executor 30 ms late: how far the arm is from the reset pose
+    when episode 6's first chunk arrives (only stale commands can have moved it)."""
+    from fast_dvla_ros.evaluation.realtime import RealtimeLoop
+    from fast_dvla_ros.sim import scene
+
+    s = RealtimeSettings.from_params_file(
+        ROOT / "config" / "sim_conveyor.yaml", decode_latency_s=0.150, sim={"episode_time_limit": 4.0}
+    )  # 4 s: episode 5 ends with the arm far from home, moving
+    s.sensor_delivery_s, s.reset_settle_s = 0.030, settle_s
+    loop = RealtimeLoop(policy, s)
+    seen: dict[int, float] = {}
+    on_chunk = loop._on_chunk
+
+    def first_chunk(result: PolicyResult, stamp: float, seq: int) -> None:
+        if loop._seed not in seen:
+            q = np.asarray(loop.env.observe()["joint_pos"])
+            seen[loop._seed] = float(np.abs(q - np.asarray(scene.HOME_JOINTS)).max())
+        on_chunk(result, stamp, seq)
+
+    loop._on_chunk = first_chunk
+    try:
+        loop.run_episode(5)
+        loop.run_episode(6)
+    finally:
+        loop.close()
+    return seen[6]
+
+
+def test_commands_sent_before_the_executor_hears_of_a_reset_are_ignored(policy: Policy) -> None:
+    # without the simulator's settling time the previous episode's last commands move the reset arm (0.029 rad)
+    assert _arm_at_first_chunk(policy, settle_s=0.0) > 0.01
+    assert _arm_at_first_chunk(policy, settle_s=0.1) < 1e-3
