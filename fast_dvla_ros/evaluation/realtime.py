@@ -184,7 +184,8 @@ class RealtimeLoop:
         self.interp = JtcInterpolator(self.names, q)
         self.interp.reset(q, self.t)
         self._traj, self._gripper_cmd = None, float(self.env.command[1])
-        self._ignore_until = self.t + self.s.reset_settle_s
+        if self._started:  # the first episode's reset follows no other: nothing can be in flight
+            self._ignore_until = self.t + self.s.reset_settle_s
         self._commands = 0
         changes_before = self.core.gripper.changes
         # the reset follows the last tick's sensor messages (stamped self.t): its stamp is just after them

@@ -100,8 +100,9 @@ EXECUTOR_PARAMETERS: tuple[NodeParameter, ...] = (
     P("gripper_speed", 0.1, "franka_gripper finger speed (m/s)", (0.01, 0.2)),
     P("dry_run", False, "Publish commands on ~/dry_run/* only: the arm and the gripper are never commanded"),
     P("watch_robot_state", True, "Stop streaming on a reflex/error in ~/robot_state (needs franka_msgs)"),
-    P("realtime_priority", 0, "SCHED_FIFO priority of this process (1-98; 0 = normal; needs CAP_SYS_NICE)", (0, 98)),
-)
+    P("realtime_priority", 0, "SCHED_FIFO priority of the thread spinning the node (1-98; 0 = normal; "
+                              "needs CAP_SYS_NICE)", (0, 98)),
+)  # fmt: skip
 
 SIM_PARAMETERS: tuple[NodeParameter, ...] = (
     P("episodes", 0, "Episodes to run, then exit 0 (0 = forever)", (0, 1_000_000)),

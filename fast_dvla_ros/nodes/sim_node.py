@@ -130,7 +130,8 @@ class SimNode(Node):
         self._traj, self._width, self._commands, self._ignored = None, None, 0, 0
         # the next physics tick simulates from here: the reset's own wall time (tens of ms) is not episode time
         self._last_advance = time.monotonic()
-        self._ignore_until = self._last_advance + self._settle_s
+        if self.episode > 0:  # nothing can be in flight for a scene that did not exist
+            self._ignore_until = self._last_advance + self._settle_s
         start = EpisodeStart()
         start.header.stamp = self.get_clock().now().to_msg()  # after the reset: older observations are stale
         start.episode, start.seed, start.instruction = self.episode, self.seed0 + self.episode, self.env.instruction
