@@ -25,9 +25,8 @@ plan; those trajectories reached the new scene and swung the freshly reset arm t
 episode's pose (the bin) by more than 0.03 rad in 31-42 of 49 resets per 50-episode run (p50 0.09-0.14
 rad) before the new episode's first chunk arrived (bench/RESULTS.md section 3). On a real cell a reset
 takes the controller away from the policy while the arm is homed; here every arm and gripper command
-that arrives within
-``reset_settle_s`` of a reset is ignored (the arm holds the reset pose), and the reset's own wall
-time is not simulated.
+that arrives within ``reset_settle_s`` of a reset (not the first: nothing can be in flight for it) is
+ignored, the arm holding the reset pose, and the reset's own wall time is not simulated.
 
 Why one timer and one thread: a PyBullet client is not thread-safe, and with separate physics
 and camera timers an overdue physics timer was always served first, so under CPU load the camera
