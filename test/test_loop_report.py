@@ -160,8 +160,13 @@ def write_loop_bag(path: Path, old_schema: bool = False) -> None:
     store = old_typestore() if old_schema else typestore()
     T = store.types
     names = [f"panda_joint{i + 1}" for i in range(JOINTS)]
-    rows = [*_commands(T, names), *_chunks(T, names, old_schema), *_status(T), *_outcomes(T, old_schema)]
-    rows.sort(key=lambda r: r[1])
+    write_bag(path, store, [*_commands(T, names), *_chunks(T, names, old_schema), *_status(T),
+                            *_outcomes(T, old_schema)])
+
+
+def write_bag(path: Path, store, rows: list[tuple[str, float, object]]) -> None:
+    """An MCAP bag of ``(topic, time s, message)`` rows, written in time order."""
+    rows = sorted(rows, key=lambda r: r[1])
     writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
     writer.open()
     connections = {}
@@ -361,17 +366,8 @@ def test_reset_drift_is_the_motion_between_a_reset_and_the_episode_s_first_chunk
             js = T["sensor_msgs/msg/JointState"](header=_header(T, t), name=[*names, "f1", "f2"], position=q,
                                                  velocity=np.zeros(9), effort=np.zeros(0))
             rows.append((TOPICS["joint_states"], t, js))
-    rows.sort(key=lambda r: r[1])
     path = tmp_path / "reset_bag"
-    writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
-    writer.open()
-    connections = {}
-    for topic, _t, msg in rows:
-        if topic not in connections:
-            connections[topic] = writer.add_connection(topic, msg.__msgtype__, typestore=store)
-    for topic, t, msg in rows:
-        writer.write(connections[topic], _ns(t), store.serialize_cdr(msg, msg.__msgtype__))
-    writer.close()
+    write_bag(path, store, rows)
     r = loop.reset_drift(path)
     assert r["resets"] == 2 and r["above_threshold"] == 1
     assert r["max"] == pytest.approx(0.1 - 0.1 * (1 / 60) / 0.15, abs=1e-6)  # from the first joint state after it
