@@ -41,6 +41,7 @@ if _missing:
 
 pytestmark = [pytest.mark.ros, pytest.mark.launch_stack]
 
+ROOT = Path(__file__).resolve().parents[1]
 ROS2 = str(VENV / "bin" / "ros2")
 NODES = ("/conveyor_sim", "/fast_dvla_policy", "/chunk_executor")
 STARTUP_TIMEOUT_S = 150.0
@@ -158,8 +159,15 @@ def test_dry_run_never_commands_the_simulated_arm_and_its_bag_evaluates(
     """``dry_run:=true``: the executor's commands go to chunk_executor/dry_run/* (recorded), nothing reaches
     the simulator's controller topic, the arm stays put (the episode times out), and fast-dvla-eval reads
     the bag's dry-run commands like any others."""
+    # A dry run's first episode cannot wait for a command that never reaches the simulator: it starts at
+    # once, and on a busy machine the policy's cold start took longer than the default 10 s episode (no
+    # command at all in the bag). 40 s leaves the policy time to warm up and stream.
+    params = yaml.safe_load((ROOT / "config" / "sim_conveyor.yaml").read_text())
+    params["/**/conveyor_sim"]["ros__parameters"]["episode_time_limit_s"] = 40.0
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
     run = Launch(launch_env, "sim_conveyor.launch.py", "episodes:=1", "dry_run:=true", "record:=true",
-                 f"bag_dir:={tmp_path}")  # fmt: skip
+                 f"bag_dir:={tmp_path}", f"params_file:={params_file}")  # fmt: skip
     code, out = run.to_end(STARTUP_TIMEOUT_S + 60.0)
     assert code == 0 and "Traceback" not in out, out[-3000:]
     assert "DRY RUN" in out, out[-3000:]
