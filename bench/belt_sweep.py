@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import loop  # noqa: E402  (bench/loop.py: the loop run and its report)
 
 from fast_dvla_ros.evaluation.intervals import wilson_interval  # noqa: E402
+from fast_dvla_ros.evaluation.outcomes import picks_per_minute as rate_of_picks  # noqa: E402
 from fast_dvla_ros.sim.config import CONTROL_HZ  # noqa: E402
 
 SIM_NODE_KEY = "/**/conveyor_sim"
@@ -57,8 +58,8 @@ def episode_seconds(episode: dict[str, Any]) -> float:
 
 def picks_per_minute(per_episode: list[dict[str, Any]]) -> float:
     """Successes per minute of episode time (failed episodes' time included); NaN without episodes."""
-    wall = sum(episode_seconds(e) for e in per_episode)
-    return 60.0 * sum(bool(e["success"]) for e in per_episode) / wall if wall > 0 else float("nan")
+    return rate_of_picks(sum(bool(e["success"]) for e in per_episode),
+                         sum(episode_seconds(e) for e in per_episode))
 
 
 def sweep_row(speed: float, result: dict[str, Any]) -> dict[str, Any]:

@@ -224,6 +224,9 @@ def test_outcomes_wilson_interval_first_close_and_seeds(analysis: BagAnalysis) -
     assert (o.success_seeds, o.failure_seeds) == ([7, 9], [8, 10])
     assert o.describe_success() == "2/4 = 50% [15, 85] (95% Wilson)"
     assert o.describe_first_close() == "median 20.0 mm, p90 28.0 mm over 3 episodes"
+    # 2 picks in 4 episodes of 0.5 s each: failed episodes' time counts (what a conveyor cell delivers)
+    assert o.picks_per_minute == pytest.approx(60.0)
+    assert o.describe_throughput() == "60.00 picks/min (belt 0.050 m/s)"
 
 
 def test_bench_loop_report_rows(bag: Path) -> None:

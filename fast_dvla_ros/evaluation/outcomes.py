@@ -26,10 +26,25 @@ class OutcomeSummary:
     first_close_distance_m: Distribution = field(default_factory=lambda: Distribution.of([]))
     success_seeds: list[int] = field(default_factory=list)
     failure_seeds: list[int] = field(default_factory=list)
+    total_duration_s: float = 0.0  # the episodes' summed time, failed ones included
+    belt_speed_mps: tuple[float, float] = (float("nan"), float("nan"))  # slowest and fastest episode's belt
 
     @property
     def success_rate(self) -> float:
         return self.successes / self.episodes if self.episodes else float("nan")
+
+    @property
+    def picks_per_minute(self) -> float:
+        """What a conveyor cell delivers: successes per minute of episode time, failures' time included."""
+        return picks_per_minute(self.successes, self.total_duration_s)
+
+    def describe_throughput(self) -> str:
+        """'x picks/min (belt lo-hi m/s)'."""
+        lo, hi = self.belt_speed_mps
+        belt = "" if not math.isfinite(lo) else f" (belt {lo:.3f} m/s)" if lo == hi else (
+            f" (belt {lo:.3f}-{hi:.3f} m/s)")
+        rate = self.picks_per_minute
+        return ("n/a" if not math.isfinite(rate) else f"{rate:.2f} picks/min") + belt
 
     def describe_success(self) -> str:
         """'k/N = x% [lo, hi] (95% Wilson)', the headline of a loop run."""
@@ -50,6 +65,11 @@ class OutcomeSummary:
         return f"median {1000 * d.p50:.1f} mm, p90 {1000 * d.p90:.1f} mm over {d.count} episodes"
 
 
+def picks_per_minute(successes: int, total_duration_s: float) -> float:
+    """Successes per minute of summed episode time; NaN for no time."""
+    return 60.0 * successes / total_duration_s if total_duration_s > 0 else float("nan")
+
+
 def summarize_outcomes(outcomes: list[Outcome]) -> OutcomeSummary:
     """Success rate and its Wilson interval, failure causes (most common first), mean episode duration,
     first-close distance and the seeds of successes and failures."""
@@ -66,4 +86,7 @@ def summarize_outcomes(outcomes: list[Outcome]) -> OutcomeSummary:
         first_close_distance_m=Distribution.of(distances),
         success_seeds=[o.seed for o in outcomes if o.success],
         failure_seeds=[o.seed for o in outcomes if not o.success],
+        total_duration_s=float(sum(durations)),
+        belt_speed_mps=(min(belts), max(belts)) if (belts := [o.belt_speed_mps for o in outcomes]) else (
+            float("nan"), float("nan")),
     )

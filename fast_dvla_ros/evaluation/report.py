@@ -124,6 +124,8 @@ def summary_rows(analyses: Sequence[BagAnalysis]) -> list[SummaryRow]:
         ("episodes (success)", success),
         ("success 95% CI", lambda a: "-" if a.outcomes is None else a.outcomes.describe_success()),
         ("first-close hand-to-block", lambda a: "-" if a.outcomes is None else a.outcomes.describe_first_close()),
+        ("picks per minute (episode time, failures included)",
+         lambda a: "-" if a.outcomes is None else a.outcomes.describe_throughput()),
     ]
 
 
