@@ -74,3 +74,20 @@ def test_bad_parameters_are_refused() -> None:
         ChunkBlender("average")
     with pytest.raises(ValueError):
         ChunkBlender("rtc_freeze", freeze_steps=-1)
+
+
+def test_a_plan_piece_interpolates_every_column_as_np_interp_does() -> None:
+    """_Segment.at interpolates the whole row at once; per column it must be np.interp's result, at knots,
+    between them and held constant outside (before the first and after the last sample time)."""
+    from fast_dvla_ros.execution.blender import _Segment
+
+    rng = np.random.default_rng(3)
+    times = np.cumsum(rng.uniform(0.01, 0.05, 9)) + 100.0
+    values = rng.normal(size=(9, 8))
+    seg = _Segment(times, values, 1)
+    queries = [times[0] - 1.0, *times, *(0.5 * (times[1:] + times[:-1])), *rng.uniform(times[0], times[-1], 50),
+               times[-1] + 1.0]
+    for t in queries:
+        expected = np.array([np.interp(t, times, values[:, j]) for j in range(values.shape[1])])
+        np.testing.assert_allclose(seg.at(float(t)), expected, rtol=0, atol=1e-12)
+    assert np.array_equal(_Segment(times[:1], values[:1], 2).at(5.0), values[0])
