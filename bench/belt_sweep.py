@@ -32,7 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 import loop  # noqa: E402  (bench/loop.py: the loop run and its report)
 
-from fast_dvla_ros.evaluation.intervals import wilson_interval  # noqa: E402
 from fast_dvla_ros.evaluation.outcomes import picks_per_minute as rate_of_picks  # noqa: E402
 from fast_dvla_ros.sim.config import CONTROL_HZ  # noqa: E402
 
@@ -72,7 +71,7 @@ def sweep_row(speed: float, result: dict[str, Any]) -> dict[str, Any]:
         "belt_speed": speed,
         "episodes": o["episodes"],
         "successes": o["successes"],
-        "ci95": list(wilson_interval(o["successes"], o["episodes"])) if o["episodes"] else [0.0, 1.0],
+        "ci95": o.get("ci95", [0.0, 1.0]),  # bench/loop.py's Wilson interval
         "failure_causes": o["failure_causes"],
         "picks_per_minute": picks_per_minute(o["per_episode"]),
         "mean_success_time_s": sum(ok) / len(ok) if ok else float("nan"),
@@ -108,6 +107,7 @@ def format_sweep(rows: list[dict[str, Any]], what: str) -> list[str]:
                 f"{causes} |")
         for e in r["evaluators"]:
             line += f" {e['successes']}/{e['episodes']}, {_num(e['picks_per_minute'], '.2f')} |"
+        line += " n/a |" * (len(evs) - len(r["evaluators"]))  # a speed whose loop finished no episode
         lines.append(line)
     return lines
 

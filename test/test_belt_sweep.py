@@ -80,6 +80,7 @@ def test_rows_and_table_from_loop_results() -> None:
     per_episode = [{"seed": s, "success": s % 2 == 0, "duration_s": 5.0} for s in range(4)]
     result = {
         "loop": {"bag": "b", "outcomes": {"episodes": 4, "successes": 2, "failure_causes": {"missed": 2},
+                                           "ci95": [0.15, 0.85],
                                            "per_episode": per_episode},
                  "latency_split_ms": {"total": {"p50": 120.0}, "decode": {"p50": 70.0}},
                  "executor": {"underruns": 3}},
@@ -93,4 +94,4 @@ def test_rows_and_table_from_loop_results() -> None:
     empty = sweep.sweep_row(0.18, {"loop": {"outcomes": None}})  # no episode finished: a row, not a crash
     table = sweep.format_sweep([row, empty], "--episodes 4")
     assert "| 0.120 | 2/4 = 50% [" in table[4] and "| 6.00 |" in table[4] and "| 3/4, 7.20 |" in table[4]
-    assert table[5].startswith("| 0.180 | 0/0")
+    assert table[5].startswith("| 0.180 | 0/0") and table[5].count("|") == table[2].count("|")

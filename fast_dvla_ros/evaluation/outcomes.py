@@ -41,10 +41,11 @@ class OutcomeSummary:
     def describe_throughput(self) -> str:
         """'x picks/min (belt lo-hi m/s)'."""
         lo, hi = self.belt_speed_mps
-        belt = "" if not math.isfinite(lo) else f" (belt {lo:.3f} m/s)" if lo == hi else (
-            f" (belt {lo:.3f}-{hi:.3f} m/s)")
         rate = self.picks_per_minute
-        return ("n/a" if not math.isfinite(rate) else f"{rate:.2f} picks/min") + belt
+        text = f"{rate:.2f} picks/min" if math.isfinite(rate) else "n/a"
+        if math.isfinite(lo):
+            text += f" (belt {lo:.3f} m/s)" if lo == hi else f" (belt {lo:.3f}-{hi:.3f} m/s)"
+        return text
 
     def describe_success(self) -> str:
         """'k/N = x% [lo, hi] (95% Wilson)', the headline of a loop run."""
@@ -77,6 +78,7 @@ def summarize_outcomes(outcomes: list[Outcome]) -> OutcomeSummary:
     durations = [o.duration_s for o in outcomes]
     successes = sum(o.success for o in outcomes)
     distances = [o.first_close_distance_m for o in outcomes if math.isfinite(o.first_close_distance_m)]
+    belts = [o.belt_speed_mps for o in outcomes]
     return OutcomeSummary(
         episodes=len(outcomes),
         successes=successes,
@@ -87,6 +89,5 @@ def summarize_outcomes(outcomes: list[Outcome]) -> OutcomeSummary:
         success_seeds=[o.seed for o in outcomes if o.success],
         failure_seeds=[o.seed for o in outcomes if not o.success],
         total_duration_s=float(sum(durations)),
-        belt_speed_mps=(min(belts), max(belts)) if (belts := [o.belt_speed_mps for o in outcomes]) else (
-            float("nan"), float("nan")),
+        belt_speed_mps=(min(belts), max(belts)) if belts else (math.nan, math.nan),
     )
