@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,19 @@ def test_teacher_starts_from_a_block_causal_checkpoint_with_its_weights_and_bidi
     p = teacher.prefix_len
     assert bool((mask[p, p:] == 0).all()) and bool((mask[:p, p:] < 0).all())
     assert not torch.equal(mask, student.attention_mask("block_causal"))
+
+
+def test_scratch_from_a_teacher_starts_where_the_distilled_student_starts(teacher_dir: Path, demos: Path,
+                                                                        tmp_path: Path) -> None:
+    """The distillation race's fair baseline: block-causal SFT from the teacher's weights and mask config."""
+    sft = StageTrainer(_cfg("scratch", demos, tmp_path / "s", steps=1, init_from=str(teacher_dir))).model
+    student = StageTrainer(_cfg("distill", demos, tmp_path / "d", steps=1, teacher_dir=str(teacher_dir))).model
+    # same architecture and mask; only the run-time contract differs (each stage names its default decoder)
+    assert replace(sft.config, runtime=student.config.runtime) == student.config
+    assert sft.config.attention == "block_causal"
+    for (name, a), b in zip(sft.state_dict().items(), student.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert torch.equal(sft.attention_mask("block_causal"), student.attention_mask("block_causal"))
 
 
 def test_noise_option_sets_the_teacher_mask_schedule_and_rejects_unknown_names(demos: Path, tmp_path: Path) -> None:

@@ -114,6 +114,19 @@ def _as_bidirectional(model: DVLA) -> DVLA:
     return converted.train()
 
 
+def _as_block_causal(model: DVLA) -> DVLA:
+    """The scratch stage started from a bidirectional teacher: same weights, block-causal actions.
+
+    This is how the distillation stage builds its student (the teacher's config and weights under the
+    block-causal mask), so block-causal SFT on ground truth from a teacher checkpoint starts from exactly
+    the distilled student's initialisation: the fair half of the distillation race (bench/convergence.py).
+    """
+    converted = DVLA(replace(model.config, attention="block_causal"), model.action_tokenizer)
+    converted.load_state_dict(model.state_dict())
+    print("scratch: starting from a bidirectional checkpoint, converted to block_causal attention")
+    return converted.train()
+
+
 class StageTrainer:
     """Runs one stage; see the module docstring."""
 
@@ -163,6 +176,8 @@ class StageTrainer:
             expected = "block_causal" if self.teacher is not None else model_cfg.attention
             if cfg.stage == "teacher" and self.model.config.attention == "block_causal":
                 self.model = _as_bidirectional(self.model)
+            if cfg.stage == "scratch" and self.model.config.attention == "bidirectional":
+                self.model = _as_block_causal(self.model)
             if self.model.config.attention != expected or (
                 self.teacher is None and self.model.config.num_frames != cfg.num_frames
             ):
