@@ -73,13 +73,17 @@ def main(argv: list[str] | None = None) -> int:
     d_rows, s_rows = read_log(a.distill), read_log(a.scratch)
     s_len = max(int(r["step"]) for r in s_rows)
     print(f"# {a.distill} vs {a.scratch} (scratch ran {s_len} steps), metric {a.metric}")
-    print(f"| distill step | distill {a.metric} | scratch steps to reach it | ratio |")
-    print("|---|---|---|---|")
+    # the same step side by side: with a shared initialisation both runs start at the same value, so "first
+    # step that reaches it" alone can answer step 1 for a target the other run passed on its way down
+    s_at = {int(r["step"]): r[a.metric] for r in s_rows if a.metric in r}
+    print(f"| distill step | distill {a.metric} | scratch at the same step | scratch steps to reach it | ratio |")
+    print("|---|---|---|---|---|")
     for row in speedup_table(d_rows, s_rows, a.at, a.metric):
         s = row["scratch_steps"]
         reach = str(s) if s is not None else f"not within {s_len}"
         ratio = f"{'>' if row['ratio_is_bound'] else ''}{row['ratio']:.1f}x"
-        print(f"| {row['distill_step']} | {row[a.metric]:.4g} | {reach} | {ratio} |")
+        same = f"{s_at[row['distill_step']]:.4g}" if row["distill_step"] in s_at else "-"
+        print(f"| {row['distill_step']} | {row[a.metric]:.4g} | {same} | {reach} | {ratio} |")
     if a.distill_success and a.scratch_success:
         d, s = success_at(a.distill_success), success_at(a.scratch_success)
         print("\n| run | " + " | ".join(f"step {k}" for k in sorted({*d, *s})) + " |")
