@@ -13,6 +13,7 @@ belt where the baseline still picks anything, each policy's picks per minute ove
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 
 def load_sweep(arg: str) -> tuple[str, dict[str, Any]]:
-    label, sep, path = arg.partition("=")
+    label, sep, path = arg.rpartition("=")  # labels may hold "=" ("n = 1"), paths rarely do
     if not sep or not label or not path:
         raise SystemExit(f"bench/belt_sweep_plot.py: expected LABEL=JSON, got {arg!r}")
     return label, json.loads(Path(path).read_text())
@@ -30,15 +31,21 @@ def _by_speed(sweep: dict[str, Any]) -> dict[float, dict[str, Any]]:
     return {round(float(r["belt_speed"]), 4): r for r in sweep["rows"]}
 
 
+def seed_args(args: str) -> tuple[str, ...]:
+    """The --episodes and --seed words of a sweep's command line: which seeded episodes it ran."""
+    words = args.split()
+    picked: list[str] = []
+    for flag, value in itertools.pairwise(words):
+        if flag in ("--episodes", "--seed"):
+            picked += [flag, value]
+    return tuple(picked)
+
+
 def check_comparable(sweeps: list[tuple[str, dict[str, Any]]]) -> None:
     """Same --episodes and --seed in every sweep, or the side-by-side rows are not the same episodes."""
-    def seeds(args: str) -> tuple[str, ...]:
-        words = args.split()
-        return tuple(words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--episodes", "--seed"))
-
-    first = seeds(sweeps[0][1]["args"])
+    first = seed_args(sweeps[0][1]["args"])
     for label, s in sweeps[1:]:
-        if seeds(s["args"]) != first:
+        if seed_args(s["args"]) != first:
             raise SystemExit(f"bench/belt_sweep_plot.py: {label!r} ran {s['args']!r}, the baseline "
                              f"{sweeps[0][1]['args']!r}: not the same seeded episodes")
 
@@ -96,7 +103,7 @@ def plot(sweeps: list[tuple[str, dict[str, Any]]], png: Path) -> None:
     for ax in (ax_s, ax_p):
         ax.grid(alpha=0.3)
     ax_p.legend(fontsize=8)
-    fig.suptitle(f"bench/belt_sweep.py {sweeps[0][1]['args']}", fontsize=9)
+    fig.suptitle(f"real-time ROS loop, bench/belt_sweep.py {' '.join(seed_args(sweeps[0][1]['args']))}", fontsize=9)
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)

@@ -46,7 +46,7 @@ def test_png_has_one_line_per_policy(tmp_path: Path) -> None:
     base.write_text(json.dumps(BASE))
     fast.write_text(json.dumps(FAST))
     png = tmp_path / "sweep.png"
-    assert plot_mod.main([f"baseline={base}", f"student={fast}", "--png", str(png)]) == 0
+    assert plot_mod.main([f"baseline={base}", f"student, n = 1={fast}", "--png", str(png)]) == 0
     from PIL import Image
 
     with Image.open(png) as im:
