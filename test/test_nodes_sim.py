@@ -66,6 +66,10 @@ def test_sim_node_moves_the_arm_along_a_trajectory_and_ends_the_episode() -> Non
         assert img.encoding == "rgb8" and img.height == img.width == 96 and len(img.data) == 96 * 96 * 3
         assert abs(time_to_sec(img.header.stamp) - probe.now()) < 1.0
         assert "block" in probe.got(f"{P}/instruction")[-1].data
+        # Our publishers are discovered apart from our subscriptions: a command published before the node's
+        # subscription has matched is dropped (volatile QoS), which a loaded CI machine showed once.
+        assert probe.wait_for(lambda: traj_pub.get_subscription_count() > 0
+                              and grip_pub.get_subscription_count() > 0, 10.0), node.output
         # Joint 1 by +0.3 rad over 1 s, as the executor would send it (points with velocities, stamp 0 = now).
         msg = JointTrajectory()
         msg.joint_names = ARM
