@@ -83,7 +83,8 @@ def format_table(sweeps: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
-def plot(sweeps: list[tuple[str, dict[str, Any]]], png: Path) -> None:
+def plot(sweeps: list[tuple[str, dict[str, Any]]], png: Path) -> list[str]:
+    """Write the PNG; returns the picks/min panel's line labels (one per policy)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -107,7 +108,9 @@ def plot(sweeps: list[tuple[str, dict[str, Any]]], png: Path) -> None:
     fig.tight_layout()
     png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(png, dpi=110)
+    labels = [line.get_label() for line in ax_p.get_lines()]
     plt.close(fig)
+    return labels
 
 
 def main(argv: list[str] | None = None) -> int:

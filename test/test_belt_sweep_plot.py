@@ -47,6 +47,7 @@ def test_png_has_one_line_per_policy(tmp_path: Path) -> None:
     fast.write_text(json.dumps(FAST))
     png = tmp_path / "sweep.png"
     assert plot_mod.main([f"baseline={base}", f"student, n = 1={fast}", "--png", str(png)]) == 0
+    assert plot_mod.plot([("baseline", BASE), ("student, n = 1", FAST)], png) == ["baseline", "student, n = 1"]
     from PIL import Image
 
     with Image.open(png) as im:
